@@ -1,0 +1,132 @@
+"""Reading typed values out of spreadsheet cells, with messages staff can act on.
+
+Every parser takes the raw cell value (str, int, float, bool, date, datetime or None) and
+returns a clean value, or raises CellError saying what is wrong and what to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from dateutil import parser as dateparser
+from email_validator import EmailNotValidError, validate_email
+
+from automations.errors import CellError
+
+SERIAL_EPOCH = date(1899, 12, 30)  # day 0 of Google Sheets and Excel (1900 system) serial dates
+
+
+def normalise_header(text: Any) -> str:
+    """Header text as matched: case, spaces and a trailing `*` ignored ("Partner ID *" -> "partnerid")."""
+    return re.sub(r"\s+", "", str(text or "")).rstrip("*").lower()
+
+
+def is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def text(value: Any) -> str:
+    """A cell as one line of text (numbers without a trailing .0)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(" ", "minutes")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def one_line(value: Any) -> str:
+    """Cell text with line breaks folded to spaces: safe for headers and one-line statuses."""
+    return re.sub(r"[\r\n\t\v\f\x85\u2028\u2029]+", " ", text(value)).strip()
+
+
+def parse_date(value: Any, column: str) -> date | None:
+    """A date from a real date cell, a serial number, or typed text (11/27/2026, 2026-11-27, Nov 27 2026)."""
+    if is_blank(value):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 1 <= value < 2958466:  # serial numbers up to 9999-12-31
+            return SERIAL_EPOCH + timedelta(days=int(value))
+        raise CellError(f"{column} {value!r} is not a date; write it like 2026-11-27")
+    raw = str(value).strip()
+    if raw.startswith("="):
+        raise CellError(f"{column} holds a formula; type the date itself, like 2026-11-27")
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        return parse_date(float(raw), column)
+    try:
+        # Month first for 11/27/2026: the clinic's sheets are written US style; ISO always wins.
+        parsed = dateparser.parse(raw, dayfirst=False, yearfirst=bool(re.match(r"\d{4}", raw)), fuzzy=False,
+                                  default=datetime(2000, 1, 1))
+    except (ValueError, OverflowError):
+        raise CellError(f"{column} {raw[:40]!r} is not a date; write it like 2026-11-27") from None
+    if not re.search(r"\d{4}", raw) and not re.search(r"\d{1,2}/\d{1,2}/\d{2}$", raw):
+        raise CellError(f"{column} {raw[:40]!r} has no year; write it like 2026-11-27")
+    return parsed.date()
+
+
+def parse_email(value: Any, column: str) -> str | None:
+    """A syntactically valid email address (no DNS look-up), normalised; None when blank."""
+    if is_blank(value):
+        return None
+    raw = text(value)
+    if "\n" in raw or "\r" in raw or "," in raw or ";" in raw:
+        raise CellError(f"{column} must hold one address; put others on their own rows")
+    try:
+        return validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise CellError(f"{column} {raw[:60]!r} is not a valid address ({exc})") from None
+
+
+def parse_choice(value: Any, column: str, choices: tuple[str, ...]) -> str | None:
+    """One of the column's listed choices, matched ignoring case and spaces; None when blank."""
+    if is_blank(value):
+        return None
+    wanted = normalise_header(value)
+    for choice in choices:
+        if normalise_header(choice) == wanted:
+            return choice
+    listed = ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+    return _refuse(f"{column} is {text(value)[:40]!r}; use {listed}")
+
+
+def parse_yes(value: Any, column: str) -> bool:
+    """Yes/blank columns: True for Yes (also TRUE, Y, X), False for blank or No."""
+    if is_blank(value) or value is False:
+        return False
+    if value is True:
+        return True
+    word = text(value).lower()
+    if word in ("yes", "y", "true", "x", "1"):
+        return True
+    if word in ("no", "n", "false", "0"):
+        return False
+    return _refuse(f"{column} is {text(value)[:40]!r}; use Yes or leave it blank")
+
+
+def parse_int(value: Any, column: str) -> int | None:
+    """A whole number (a count such as Visits); None when blank."""
+    if is_blank(value):
+        return None
+    if isinstance(value, bool):
+        raise CellError(f"{column} is {text(value)!r}; write a whole number")
+    if isinstance(value, (int, float)) and float(value).is_integer():
+        return int(value)
+    raw = text(value)
+    if re.fullmatch(r"\s*\d+\s*", raw):
+        return int(raw)
+    raise CellError(f"{column} is {raw[:40]!r}; write a whole number")
+
+
+def _refuse(message: str) -> Any:
+    raise CellError(message)

@@ -1,0 +1,261 @@
+"""The `partnerloop` command line: each command calls one library function and prints its result.
+
+Exit status: 0 when the command did its work, 1 when `check` found problems, 2 when it could not
+run (bad config, spreadsheet or mail server unreachable, another run in progress) with one line
+saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from automations.clock import parse_now
+from automations.config import Settings, load_settings
+from automations.errors import PartnerloopError
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def now_from(args: argparse.Namespace, settings: Settings) -> datetime:
+    tz = settings.clinic.tz
+    if getattr(args, "now", None):
+        try:
+            return parse_now(args.now, tz, settings.email.send_window)
+        except ValueError as exc:
+            raise PartnerloopError(str(exc)) from None
+    return datetime.now(tz)
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from automations.check import init_sheet
+    from automations.demo import demo_rows
+    from automations.sheets import open_backend
+
+    demo = demo_rows(now_from(args, settings).date()) if args.demo else None
+    changes = init_sheet(open_backend(settings), settings, demo)
+    for change in changes:
+        say(f"  {change}")
+    say(f"init: {len(changes)} change(s) to {settings.sheet.path if settings.sheet.backend == 'xlsx' else settings.sheet.key}"
+        if changes else "init: nothing to do; every tab and column is there")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from automations.check import check_sheet
+    from automations.sheets import open_backend
+
+    result = check_sheet(open_backend(settings), settings, now_from(args, settings).date())
+    for problem in result.problems:
+        say(str(problem))
+    for lost in result.lost:
+        say(f"not written: {lost}")
+    if result.problems:
+        say(f"check: {len(result.problems)} problem(s) in {result.rows} row(s); each is also in that row's "
+            "Automation status. Fix the cells and run `partnerloop check` again.")
+        return 1
+    say(f"check: {result.rows} row(s), no problems")
+    return 0
+
+
+def make_world(settings: Settings, args: argparse.Namespace | None = None) -> Any:
+    """The production world: the configured backend and transport, the ledger, the real (or --now) clock."""
+    from automations.executor import World
+    from automations.mail.ledger import Ledger
+    from automations.sheets import open_backend
+
+    fixed = now_from(args, settings) if args is not None and getattr(args, "now", None) else None
+    start = datetime.now(settings.clinic.tz)
+
+    def clock() -> datetime:
+        # --now T behaves exactly as a run at T: time moves on from T as it does from now
+        return fixed + (datetime.now(settings.clinic.tz) - start) if fixed else datetime.now(settings.clinic.tz)
+
+    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
+                 clock=clock, progress=progress_printer())
+
+
+def progress_printer() -> Callable[[str], None]:
+    """Progress on a terminal (one line, rewritten); plain log lines without one."""
+    if sys.stderr.isatty():
+        def show(line: str) -> None:
+            sys.stderr.write("\r\033[K" + line[:100])
+            sys.stderr.flush()
+        return show
+    return lambda line: logging.getLogger("partnerloop").info(line)
+
+
+def end_progress() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+
+def job_names(args: argparse.Namespace) -> list[str]:
+    from automations.jobs import JOBS
+
+    if args.all:
+        return list(JOBS)
+    if not args.jobs:
+        raise PartnerloopError(f"name a job or use --all; jobs are: {', '.join(JOBS)}")
+    return list(dict.fromkeys(args.jobs))
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from automations.executor import run_jobs
+
+    world = make_world(settings, args)
+    try:
+        report = run_jobs(world, job_names(args), dry_run=args.dry_run, limit=args.limit)
+    finally:
+        end_progress()
+    if args.dry_run:
+        for outcome in report.outcomes:
+            if outcome.result == "already":
+                continue
+            e = outcome.email
+            to = e.log_to if e.recipient == "patient" else e.to_email
+            say(f"  would {'send' if outcome.result == 'dry-run' else outcome.result}: {e.job} {e.row.row_id} "
+                f"{e.template} to {to}" + (f" ({outcome.detail})" if outcome.result != "dry-run" else ""))
+        for write in report.writes:
+            cells = ", ".join(f"{k} = {v}" for k, v in write.values.items())
+            say(f"  would write {write.tab} {write.row_id}: {cells}")
+    for line in report.summary():
+        say(line)
+    return 2 if report.fatal else 0
+
+
+def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from automations.preview import preview
+
+    world = make_world(settings, args)
+    shown = preview(world, args.job, args.id)
+    for block in shown:
+        say(block)
+    if not shown:
+        say(f"preview: {args.job} has nothing to send" + (f" for {args.id}" if args.id else "") + " now")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from automations.jobs import JOBS
+    from automations.mail.ledger import Ledger
+
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    now = datetime.now(settings.clinic.tz)
+    runs = ledger.last_runs()
+    say("Jobs (last run, result, emails sent):")
+    for job in JOBS:
+        run = runs.get(job)
+        if run is None:
+            say(f"  {job:<13} never run")
+            continue
+        when = run.started.astimezone(settings.clinic.tz).strftime("%Y-%m-%d %H:%M")
+        say(f"  {job:<13} {when}  {run.result:<7} {run.sent} sent")
+    sent = ledger.sent_in_last_day(now)
+    say(f"Emails in the last 24 hours: {sent} of daily_limit {settings.email.daily_limit}")
+    unknown = ledger.unknown()
+    if unknown:
+        say(f"{len(unknown)} email(s) with unknown outcome (the run stopped while sending them):")
+        for record in unknown:
+            say(f"  {record.key.row_id} {record.key.job} {record.template} (since {record.claimed_at.astimezone(settings.clinic.tz):%Y-%m-%d %H:%M}): "
+                f"check with the recipient, then `partnerloop resolve {record.key.row_id} --job {record.key.job} "
+                "--sent` or `--resend`")
+    else:
+        say("No unknown-outcome emails to resolve.")
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    from automations.mail.ledger import Ledger
+
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    records = ledger.resolve(args.row_id, args.job, sent=args.sent, now=datetime.now(settings.clinic.tz))
+    if not records:
+        what = "unknown-outcome emails" if args.sent else "emails"
+        say(f"resolve: no {what} recorded for {args.row_id}" + (f" in {args.job}" if args.job else ""))
+        return 0
+    for record in records:
+        verb = "marked as delivered" if args.sent else "will be sent again on the next run"
+        say(f"  {record.key.job} {record.key.row_id} {record.template}: {verb}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from automations.demo import run_demo
+
+    now = now_from(args, settings) if args.now else None
+    demo, report, moment = run_demo(settings, Path(args.dir), now)
+    for line in report.summary():
+        say(line)
+    say(f"Demo run as at {moment:%a %Y-%m-%d %H:%M} ({settings.clinic.timezone}).")
+    say(f"  Workbook (open it in Excel or LibreOffice): {demo.sheet.path}")
+    say(f"  Emails, one .eml file each (open them in any mail client): {demo.email.outbox_dir}")
+    say("  Statuses: the Automation status column of each tab; every email is on the Log tab.")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": cmd_demo,
+    "init": cmd_init, "check": cmd_check, "run": cmd_run, "preview": cmd_preview, "status": cmd_status,
+    "resolve": cmd_resolve,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="partnerloop", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="settings file (default: $PARTNERLOOP_CONFIG or config/settings.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_now(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--now", help="act as at YYYY-MM-DDTHH:MM (clinic time), or YYYY-MM-DD when the send window opens")
+        return p
+
+    p = with_now(sub.add_parser("init", help="create the missing tabs and columns"))
+    p.add_argument("--demo", action="store_true", help="also add fictional sample rows")
+    with_now(sub.add_parser("check", help="validate every row; exit 1 if there are problems"))
+    p = with_now(sub.add_parser("run", help="run jobs once"))
+    p.add_argument("jobs", nargs="*", metavar="JOB")
+    p.add_argument("--all", action="store_true", help="run every job")
+    p.add_argument("--dry-run", action="store_true", help="show what would be sent and written; change nothing")
+    p.add_argument("--limit", type=int, metavar="N", help="send at most N emails")
+    p = with_now(sub.add_parser("preview", help="render what a job would send now"))
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--id", help="only this row ID")
+    p = with_now(sub.add_parser("demo", help="build a demo workbook, run every job once, write the emails as .eml"))
+    p.add_argument("--dir", default="partnerloop-demo", help="where to put the demo (default: ./partnerloop-demo)")
+    sub.add_parser("status", help="last runs, emails sent against the limit, sends to resolve")
+    p = sub.add_parser("resolve", help="settle an unknown-outcome send, or ask for a re-send")
+    p.add_argument("row_id", metavar="ROW-ID")
+    p.add_argument("--job", help="only this job's emails of the row")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--sent", action="store_true", help="staff confirmed it arrived")
+    how.add_argument("--resend", action="store_true", help="send it again on the next run")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings = load_settings(args.config)
+        return COMMANDS[args.command](args, settings)
+    except PartnerloopError as exc:
+        print(f"partnerloop {args.command}: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"partnerloop {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

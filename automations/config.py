@@ -1,0 +1,373 @@
+"""Settings: `config/settings.toml` loaded into frozen dataclasses, validated once at start.
+
+Every error names the file, the key and what is expected, e.g.
+``config/settings.toml: [email] port = 'abc': expected a whole number from 1 to 65535``.
+Relative paths in the file are resolved against the folder that holds the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from automations.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "settings.toml"
+DEFAULT_TEMPLATES = PACKAGE_ROOT / "templates"
+GOOGLE_ENDPOINT = "https://sheets.googleapis.com"
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+TAB_KEYS = ("partners", "referrals", "events", "optouts", "log", "dashboard")
+DEFAULT_TAB_TITLES = {
+    "partners": "Partners",
+    "referrals": "Referrals",
+    "events": "Events",
+    "optouts": "Opt-outs",
+    "log": "Log",
+    "dashboard": "Dashboard",
+}
+JOB_NAMES = ("outreach", "discharge", "referrals_in", "events", "dashboard", "digest", "replies")
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Weekdays and clinic-local hours in which email may go out ("Mon-Fri 08:30-17:30")."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+    text: str = "Mon-Fri 08:30-17:30"
+
+    @classmethod
+    def parse(cls, text: str) -> SendWindow:
+        """Parse "Mon-Fri 08:30-17:30" or "Mon,Wed,Fri 09:00-12:00"; ValueError on anything else."""
+        match = re.fullmatch(r"\s*([A-Za-z,\- ]+?)\s+(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*", text)
+        if not match:
+            raise ValueError("expected days and hours like \"Mon-Fri 08:30-17:30\"")
+        days: set[int] = set()
+        for part in match.group(1).replace(" ", "").split(","):
+            first, _, last = part.partition("-")
+            try:
+                a = DAY_NAMES.index(first[:3].lower())
+                b = DAY_NAMES.index(last[:3].lower()) if last else a
+            except ValueError:
+                raise ValueError(f"unknown day in {part!r}; use Mon, Tue, Wed, Thu, Fri, Sat, Sun") from None
+            days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+        start, end = (time.fromisoformat(t.zfill(5)) for t in match.group(2, 3))
+        if start >= end:
+            raise ValueError("the window must end after it starts")
+        return cls(frozenset(days), start, end, text.strip())
+
+    def contains(self, local: datetime) -> bool:
+        """True when the clinic-local time *local* is inside the window."""
+        return local.weekday() in self.days and self.start <= local.time() < self.end
+
+    def next_open(self, local: datetime) -> datetime:
+        """The first clinic-local moment at or after *local* inside the window."""
+        for offset in range(8):
+            day = (local + timedelta(days=offset)).date()
+            if day.weekday() not in self.days:
+                continue
+            if offset == 0 and local.time() >= self.end:
+                continue
+            return max(local, datetime.combine(day, self.start, local.tzinfo))
+        raise ValueError("the send window has no days")
+
+
+@dataclass(frozen=True)
+class ClinicSettings:
+    name: str
+    address: str
+    phone: str
+    website: str
+    logo_url: str
+    from_email: str
+    reply_to: str
+    staff_email: str
+    owner_email: str
+    timezone: str
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def domain(self) -> str:
+        """The clinic's mail domain, used for Message-IDs and the unsubscribe address."""
+        return self.from_email.rpartition("@")[2] or "localhost"
+
+
+@dataclass(frozen=True)
+class SheetSettings:
+    backend: str
+    path: Path
+    key: str
+    credentials: Path | None
+    api_endpoint: str
+    tabs: Mapping[str, str]
+
+    def title(self, tab_key: str) -> str:
+        """The tab's title in this spreadsheet (renamed under [sheet.tabs] or the default)."""
+        return self.tabs.get(tab_key, DEFAULT_TAB_TITLES[tab_key])
+
+    @property
+    def is_loopback(self) -> bool:
+        return bool(re.match(r"https?://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/?$", self.api_endpoint))
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str = ""
+    port: int = 993
+    security: str = "ssl"
+    username: str = ""
+    password_env: str = ""
+    folder: str = "INBOX"
+    mark_read: bool = False
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    transport: str
+    outbox_dir: Path
+    host: str
+    port: int
+    security: str
+    username: str
+    password_env: str
+    timeout: float
+    daily_limit: int
+    per_minute: int
+    send_window: SendWindow
+    imap: ImapSettings = field(default_factory=ImapSettings)
+
+    def password(self) -> str:
+        """The SMTP password from the environment variable named by password_env."""
+        if not self.password_env:
+            return ""
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"[email] password_env names {self.password_env}, but that environment variable is not set"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything partnerloop reads from its configuration file."""
+
+    source: Path
+    clinic: ClinicSettings
+    sheet: SheetSettings
+    email: EmailSettings
+    follow_up_days: tuple[int, ...]
+    reminder_days: int
+    schedule: Mapping[str, str]
+    state_dir: Path
+    templates_dir: Path
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: --config, then PARTNERLOOP_CONFIG, then ./config/settings.toml, then the shipped one."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("PARTNERLOOP_CONFIG"):
+        return Path(os.environ["PARTNERLOOP_CONFIG"])
+    local = Path.cwd() / "config" / "settings.toml"
+    return local if local.exists() else DEFAULT_CONFIG
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the config file; raise ConfigError naming the file and key."""
+    source = find_config(path)
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found; pass --config PATH or set PARTNERLOOP_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    return settings_from_dict(raw, source)
+
+
+def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
+    """Validate a parsed config mapping (also used by tests and the demo)."""
+    reader = _Reader(raw, source)
+    base = source.resolve().parent
+
+    def path_of(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(os.path.normpath(base / p))
+
+    timezone = reader.text("clinic", "timezone", "America/New_York")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        reader.fail("clinic", "timezone", timezone, "an IANA time zone such as \"America/New_York\"")
+    clinic = ClinicSettings(
+        name=reader.text("clinic", "name", "Our Clinic"),
+        address=reader.text("clinic", "address", ""),
+        phone=reader.text("clinic", "phone", ""),
+        website=reader.text("clinic", "website", ""),
+        logo_url=reader.text("clinic", "logo_url", ""),
+        from_email=reader.email("clinic", "from_email", "clinic@example.org"),
+        reply_to=reader.email("clinic", "reply_to", ""),
+        staff_email=reader.email("clinic", "staff_email", ""),
+        owner_email=reader.email("clinic", "owner_email", ""),
+        timezone=timezone,
+    )
+
+    backend = reader.choice("sheet", "backend", "xlsx", ("xlsx", "google"))
+    tabs_raw = reader.table("sheet", "tabs")
+    tabs: dict[str, str] = {}
+    for key, value in tabs_raw.items():
+        if key not in TAB_KEYS:
+            reader.fail("sheet.tabs", key, value, "one of " + ", ".join(TAB_KEYS))
+        if not isinstance(value, str) or not value.strip():
+            reader.fail("sheet.tabs", key, value, "a tab title")
+        tabs[key] = value.strip()
+    endpoint = reader.text("sheet", "api_endpoint", GOOGLE_ENDPOINT).rstrip("/")
+    if not re.match(r"https?://[^/\s]+$", endpoint):
+        reader.fail("sheet", "api_endpoint", endpoint, "a base URL such as \"https://sheets.googleapis.com\"")
+    credentials = reader.text("sheet", "credentials", "")
+    sheet = SheetSettings(
+        backend=backend,
+        path=path_of(reader.text("sheet", "path", "../var/partnerloop.xlsx")),
+        key=reader.text("sheet", "key", ""),
+        credentials=path_of(credentials) if credentials else None,
+        api_endpoint=endpoint,
+        tabs=tabs,
+    )
+    if backend == "google":
+        if not sheet.key:
+            reader.fail("sheet", "key", "", "the spreadsheet key (the long ID in the sheet's URL)")
+        if sheet.credentials is None and not sheet.is_loopback:
+            reader.fail("sheet", "credentials", "", "the path of a service-account key file (JSON)")
+
+    window_text = reader.text("email", "send_window", "Mon-Fri 08:30-17:30")
+    try:
+        window = SendWindow.parse(window_text)
+    except ValueError as exc:
+        reader.fail("email", "send_window", window_text, str(exc))
+    imap = reader.table("email", "imap")
+    imap_reader = _Reader({"email.imap": imap}, source)
+    email = EmailSettings(
+        transport=reader.choice("email", "transport", "outbox", ("outbox", "smtp")),
+        outbox_dir=path_of(reader.text("email", "outbox_dir", "../var/outbox")),
+        host=reader.text("email", "host", "localhost"),
+        port=reader.integer("email", "port", 587, 1, 65535),
+        security=reader.choice("email", "security", "starttls", ("ssl", "starttls", "none")),
+        username=reader.text("email", "username", ""),
+        password_env=reader.text("email", "password_env", ""),
+        timeout=reader.number("email", "timeout", 30.0, 0.1, 600.0),
+        daily_limit=reader.integer("email", "daily_limit", 200, 0, 100_000),
+        per_minute=reader.integer("email", "per_minute", 0, 0, 10_000),
+        send_window=window,
+        imap=ImapSettings(
+            host=imap_reader.text("email.imap", "host", ""),
+            port=imap_reader.integer("email.imap", "port", 993, 1, 65535),
+            security=imap_reader.choice("email.imap", "security", "ssl", ("ssl", "starttls", "none")),
+            username=imap_reader.text("email.imap", "username", ""),
+            password_env=imap_reader.text("email.imap", "password_env", ""),
+            folder=imap_reader.text("email.imap", "folder", "INBOX"),
+            mark_read=imap_reader.boolean("email.imap", "mark_read", False),
+        ),
+    )
+
+    follow_up = reader.get("outreach", "follow_up_days", [7, 14])
+    if (
+        not isinstance(follow_up, list)
+        or len(follow_up) != 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 365 for d in follow_up)
+    ):
+        reader.fail("outreach", "follow_up_days", follow_up, "two whole numbers of days, e.g. [7, 14]")
+
+    schedule = reader.table("schedule", None)
+    for job, line in schedule.items():
+        if job not in JOB_NAMES:
+            reader.fail("schedule", job, line, "a job name: " + ", ".join(JOB_NAMES))
+        if not isinstance(line, str):
+            reader.fail("schedule", job, line, "a schedule in words, e.g. \"weekdays at 09:30\"")
+
+    templates = reader.text("templates", "dir", "")
+    return Settings(
+        source=source,
+        clinic=clinic,
+        sheet=sheet,
+        email=email,
+        follow_up_days=tuple(follow_up),
+        reminder_days=reader.integer("events", "reminder_days", 3, 0, 60),
+        schedule=dict(schedule),
+        state_dir=path_of(reader.text("state", "dir", "../var/state")),
+        templates_dir=path_of(templates) if templates else DEFAULT_TEMPLATES,
+    )
+
+
+class _Reader:
+    """Typed access to the raw TOML with errors that name file, section and key."""
+
+    def __init__(self, raw: Mapping[str, Any], source: Path) -> None:
+        self.raw = raw
+        self.source = source
+
+    def fail(self, section: str, key: str, value: Any, expected: str) -> Any:
+        where = f"[{section}] {key}" if key else f"[{section}]"
+        raise ConfigError(f"{self.source}: {where} = {value!r}: expected {expected}")
+
+    def table(self, section: str, key: str | None) -> dict[str, Any]:
+        top = self.raw.get(section.split(".")[0], {})
+        value = top if key is None else top.get(key, {}) if isinstance(top, dict) else {}
+        if not isinstance(value, dict):
+            self.fail(section, key or "", value, "a table of keys")
+        return dict(value)
+
+    def get(self, section: str, key: str, default: Any) -> Any:
+        table = self.raw.get(section, {})
+        if not isinstance(table, dict):
+            self.fail(section, "", table, "a table of keys")
+        return table.get(key, default)
+
+    def text(self, section: str, key: str, default: str) -> str:
+        value = self.get(section, key, default)
+        if not isinstance(value, str):
+            self.fail(section, key, value, "text in quotes")
+        return value.strip()
+
+    def email(self, section: str, key: str, default: str) -> str:
+        value = self.text(section, key, default)
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            self.fail(section, key, value, "an email address such as \"front.desk@clinic.example\"")
+        return value
+
+    def choice(self, section: str, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(section, key, default).lower()
+        if value not in choices:
+            self.fail(section, key, value, "one of " + ", ".join(repr(c) for c in choices))
+        return value
+
+    def integer(self, section: str, key: str, default: int, low: int, high: int) -> int:
+        value = self.get(section, key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(section, key, value, f"a whole number from {low} to {high}")
+        return int(value)
+
+    def number(self, section: str, key: str, default: float, low: float, high: float) -> float:
+        value = self.get(section, key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            self.fail(section, key, value, f"a number of seconds from {low:g} to {high:g}")
+        return float(value)
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        value = self.get(section, key, default)
+        if not isinstance(value, bool):
+            self.fail(section, key, value, "true or false")
+        return value

@@ -1,0 +1,16 @@
+"""The jobs of SPEC §2, by name. Each is a pure function JobInput -> Plan."""
+
+from __future__ import annotations
+
+from automations.jobs.discharge import plan_discharge
+from automations.jobs.events import plan_events
+from automations.jobs.outreach import plan_outreach
+from automations.jobs.plan import Job
+from automations.jobs.referrals_in import plan_referrals_in
+
+JOBS: dict[str, Job] = {
+    "outreach": plan_outreach,
+    "discharge": plan_discharge,
+    "referrals_in": plan_referrals_in,
+    "events": plan_events,
+}

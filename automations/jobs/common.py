@@ -1,0 +1,47 @@
+"""Helpers the jobs share: the rendering context, statuses for rows that cannot be handled."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from automations.check import problem_status
+from automations.jobs.plan import JobInput
+from automations.mail.message import unsubscribe_mailto
+from automations.model import Event, Partner, Referral, RowRef
+from automations.sheets.base import RowWrite
+
+STATUS = "Automation status"
+
+
+def render_context(inp: JobInput, template: str, *, partner: Partner | None = None, referral: Referral | None = None,
+                   event: Event | None = None, digest: Any = None, step: int = 1) -> dict[str, Any]:
+    """Every key the templates may use (SPEC §5); rows are passed as they are, with attribute access."""
+    clinic = inp.settings.clinic
+    return {
+        "clinic": clinic,
+        "partner": partner,
+        "referral": referral,
+        "event": event,
+        "digest": digest,
+        "outreach": template.startswith("outreach_"),
+        "unsubscribe_mailto": unsubscribe_mailto(clinic),
+        "step": step,
+        "follow_up_days": list(inp.settings.follow_up_days),
+        "today": inp.today,
+    }
+
+
+def status_write(ref: RowRef, current: str, status: str, **cells: Any) -> list[RowWrite]:
+    """A status (and other cells) for a row, or nothing when the row already says exactly that."""
+    if status == current and not cells:
+        return []
+    return [ref.write({STATUS: status, **cells})]
+
+
+def attention(ref: RowRef, current: str, problems: tuple[str, ...]) -> list[RowWrite]:
+    return status_write(ref, current, problem_status(problems))
+
+
+def day(value: date) -> str:
+    return value.isoformat()

@@ -1,0 +1,121 @@
+"""The outreach sequence: intro (cold or warm), two follow-ups, meeting confirmation, welcome.
+
+Prospect -> Contacted on the first letter. Follow-up k goes `follow_up_days[k]` days after the
+previous email while Stage stays Contacted; the sequence stops at once when staff change Stage,
+set Do not email, or the address is opted out. After the last follow-up the status says to call.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from automations.jobs.common import attention, day, render_context
+from automations.jobs.plan import Email, JobInput, Plan
+from automations.model import Partner
+from automations.sheets.base import RowWrite
+
+
+def plan_outreach(inp: JobInput) -> Plan:
+    emails: list[Email] = []
+    writes: list[RowWrite] = []
+    seen: dict[str, str] = {}
+    today = inp.today
+    for partner in inp.book.partners:
+        if partner.ref.match is not None and not partner.ref.new:
+            writes += attention(partner.ref, partner.status, partner.problems)
+            continue  # a duplicate ID: nothing is sent until staff fix it
+        previous = inp.seen_stages.get(partner.id)
+        stage_cells = {}
+        if partner.stage_since is None or (previous is not None and previous != partner.stage):
+            stage_cells["Stage since"] = today  # staff (or an earlier run) changed the Stage
+        seen[partner.id] = partner.stage
+        if partner.problems:
+            writes += attention(partner.ref, partner.status, partner.problems)
+            if stage_cells:
+                writes.append(partner.ref.write(stage_cells))
+            continue
+        email, status = _next_step(inp, partner)
+        if email is not None:
+            emails.append(email)
+            seen[partner.id] = str(email.on_sent.get("Stage", partner.stage))  # the intro moves it to Contacted
+        if status is not None and (status != partner.status or stage_cells):
+            writes.append(partner.ref.write({"Automation status": status, **stage_cells}))
+        elif stage_cells:
+            writes.append(partner.ref.write(stage_cells))
+    return Plan("outreach", tuple(emails), tuple(writes), seen_stages=seen)
+
+
+def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
+    """The email due for this partner now, or the status explaining why there is none."""
+    today = inp.today
+    first, second = inp.settings.follow_up_days
+    if p.stage in ("Prospect", "Contacted") and p.outreach_step < 3:
+        reason = _cannot_email(inp, p)
+        if reason:
+            verb = "Not emailed" if p.stage == "Prospect" else "Sequence stopped"
+            return None, f"{verb}: {reason}"
+    if p.stage == "Prospect":
+        if p.outreach_step > 0:
+            return None, "Intro already sent; set Stage to Contacted to continue, or Declined"
+        warm = bool(p.introduced_by)
+        template = "outreach_warm_intro" if warm else "outreach_intro"
+        return _email(inp, p, "intro", template, "Warm intro" if warm else "Intro", {
+            "Stage": "Contacted", "Stage since": today, "Outreach step": 1, "Last emailed": today,
+            "Next follow-up": today + timedelta(days=first),
+        }, f"{'Warm intro' if warm else 'Intro'} sent {day(today)}; follow-up 1 due {day(today + timedelta(days=first))}"), None
+    if p.stage == "Contacted":
+        last = p.last_emailed
+        if p.outreach_step == 0 or last is None:
+            return None, "Contacted by staff; no automatic follow-ups (Outreach step is empty)"
+        if p.outreach_step == 1:
+            due = last + timedelta(days=first)
+            if today < due:
+                return None, None
+            return _email(inp, p, "follow_up_1", "outreach_follow_up_1", "Follow-up 1", {
+                "Outreach step": 2, "Last emailed": today, "Next follow-up": today + timedelta(days=second),
+            }, f"Follow-up 1 sent {day(today)}; follow-up 2 due {day(today + timedelta(days=second))}", number=2), None
+        if p.outreach_step == 2:
+            due = last + timedelta(days=second)
+            if today < due:
+                return None, None
+            return _email(inp, p, "follow_up_2", "outreach_follow_up_2", "Follow-up 2", {
+                "Outreach step": 3, "Last emailed": today, "Next follow-up": "",
+            }, f"Follow-up 2 sent {day(today)}; no more emails: {_call(p)}", number=3), None
+        return None, f"No reply after the last follow-up: {_call(p)}"
+    if p.stage == "Meeting":
+        if p.meeting_date is None or p.meeting_date < today:
+            return None, "Meeting: add a future Meeting date to send the confirmation"
+        if _cannot_email(inp, p):
+            return None, f"Meeting confirmation not sent: {_cannot_email(inp, p)}"
+        return _email(inp, p, f"meeting_confirmation_{p.meeting_date.isoformat()}", "meeting_confirmation",
+                      "Meeting confirmation", {}, f"Meeting confirmation sent {day(today)} for {day(p.meeting_date)}"), None
+    if p.stage == "Agreement":
+        if _cannot_email(inp, p):
+            return None, f"Welcome not sent: {_cannot_email(inp, p)}"
+        return _email(inp, p, "welcome", "partnership_welcome", "Welcome", {},
+                      f"Welcome and ground rules sent {day(today)}"), None
+    return None, None
+
+
+def _cannot_email(inp: JobInput, p: Partner) -> str:
+    if p.do_not_email:
+        return "Do not email is Yes"
+    if not p.email:
+        return "no Email on the row"
+    if inp.book.blocked(p.email):
+        return "the address is on Opt-outs"
+    return ""
+
+
+def _call(p: Partner) -> str:
+    who = p.contact_name or p.business
+    return f"call {who}" + (f" at {p.phone}" if p.phone else "")
+
+
+def _email(inp: JobInput, p: Partner, step: str, template: str, label: str, cells: dict[str, object],
+           status: str, number: int = 1) -> Email:
+    assert p.email is not None
+    return Email(job="outreach", row=p.ref, step=step, template=template, to_email=p.email,
+                 to_name=p.contact_name, recipient="partner", label=label,
+                 context=render_context(inp, template, partner=p, step=number),
+                 on_sent=cells, sent_status=status, outreach=template.startswith("outreach_"))

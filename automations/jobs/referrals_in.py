@@ -1,0 +1,62 @@
+"""Inbound referrals: thank the partner, then close the loop (first visit, discharge) with consent.
+
+`referral_thanks` carries no patient detail beyond what the partner sent (the first name);
+`referral_update` and `referral_closed` go only with Consent = Yes, unexpired.
+"""
+
+from __future__ import annotations
+
+from automations.jobs.common import attention, day, render_context, status_write
+from automations.jobs.plan import Email, JobInput, Plan
+from automations.model import Referral
+from automations.sheets.base import RowWrite
+
+
+def plan_referrals_in(inp: JobInput) -> Plan:
+    emails: list[Email] = []
+    writes: list[RowWrite] = []
+    for referral in inp.book.referrals:
+        if referral.direction != "In":
+            continue
+        if referral.problems:
+            writes += attention(referral.ref, referral.status, referral.problems)
+            continue
+        due, status = _decide(inp, referral)
+        emails += due
+        if status is not None:
+            writes += status_write(referral.ref, referral.status, status)
+    return Plan("referrals_in", tuple(emails), tuple(writes))
+
+
+def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
+    today = inp.today
+    partner = r.partner
+    assert partner is not None
+    if partner.do_not_email or not partner.email or inp.book.blocked(partner.email):
+        if r.thanks_sent and r.loop_closed:
+            return [], None
+        return [], f"Not sent: {partner.business} cannot be emailed (no Email, Do not email, or opted out)"
+
+    def email(step: str, template: str, label: str, column: str) -> Email:
+        assert partner is not None and partner.email is not None
+        return Email(job="referrals_in", row=r.ref, step=step, template=template, to_email=partner.email,
+                     to_name=partner.contact_name, recipient="partner", label=label,
+                     context=render_context(inp, template, partner=partner, referral=r),
+                     on_sent={column: today}, sent_status=f"{label} sent {day(today)}")
+
+    emails = []
+    if not r.thanks_sent:
+        emails.append(email("thanks", "referral_thanks", "Thank-you", "Thanks sent"))
+    wants_update = r.first_visit is not None and r.first_visit <= today and not r.update_sent
+    wants_close = r.discharge_date is not None and r.discharge_date <= today and not r.loop_closed
+    if not (wants_update or wants_close):
+        return emails, None
+    consent_ok = r.consent == "Yes" and (r.consent_expires is None or r.consent_expires >= today)
+    if not consent_ok:
+        why = "consent expired" if r.consent == "Yes" else f"Consent is {r.consent or 'empty'}"
+        return emails, f"Update not sent: {why}; updates to the partner need the patient's consent"
+    if wants_update:
+        emails.append(email("update", "referral_update", "First-visit update", "Update sent"))
+    if wants_close:
+        emails.append(email("closed", "referral_closed", "Loop-closing note", "Loop closed"))
+    return emails, None

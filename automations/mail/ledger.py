@@ -1,0 +1,308 @@
+"""The send ledger (SQLite under [state] dir): each email goes out at most once per (job, row, step).
+
+A send is *claimed* (state `sending`) in its own committed transaction before the message is
+handed to the transport, and its outcome recorded after. A claim left in `sending` means the run
+stopped in between: the outcome is unknown, and the ledger never lets that key be sent again
+until staff settle it with `partnerloop resolve`. Recipient addresses are stored only as hashes.
+
+The ledger also keeps what each sent email must write back to its row and its Log line, until the
+sheet has them, so a failed write-back is completed by the next run without sending again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from automations.errors import PartnerloopError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sends (
+    job TEXT NOT NULL, row_id TEXT NOT NULL, step TEXT NOT NULL,
+    state TEXT NOT NULL,              -- sending | sent | refused | failed | resend
+    attempt INTEGER NOT NULL DEFAULT 1,
+    template TEXT NOT NULL, to_hash TEXT NOT NULL,
+    tab TEXT NOT NULL, match TEXT,    -- where to write back (match: row content when it had no ID)
+    message_id TEXT, result TEXT,
+    claimed_at TEXT NOT NULL, settled_at TEXT,
+    writeback TEXT, log_row TEXT,     -- JSON, kept until the sheet has them
+    written_back INTEGER NOT NULL DEFAULT 0, logged INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job, row_id, step)
+);
+CREATE TABLE IF NOT EXISTS deliveries (at TEXT NOT NULL, job TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries(at);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, job TEXT NOT NULL, started TEXT NOT NULL, finished TEXT,
+    result TEXT, sent INTEGER NOT NULL DEFAULT 0, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS seen_stages (partner_id TEXT PRIMARY KEY, stage TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def address_hash(address: str) -> str:
+    """A recipient address as stored: enough to tell that it changed, nothing to read back."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class SendKey:
+    job: str
+    row_id: str
+    step: str
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.row_id} {self.step}"
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    key: SendKey
+    state: str
+    attempt: int
+    template: str
+    to_hash: str
+    tab: str
+    match: tuple[str, ...] | None
+    message_id: str
+    result: str
+    claimed_at: datetime
+    settled_at: datetime | None
+    writeback: dict[str, Any]
+    log_row: list[Any]
+    written_back: bool
+    logged: bool
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    job: str
+    started: datetime
+    finished: datetime | None
+    result: str
+    sent: int
+    summary: str
+
+
+class Ledger:
+    """The SQLite ledger; one per state directory, safe to share between processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise PartnerloopError(f"{self.path}: cannot open the send ledger ({exc}); check [state] dir") from None
+        self.db.row_factory = sqlite3.Row
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> Ledger:
+        return cls(Path(state_dir) / "ledger.sqlite3")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # -- sends -----------------------------------------------------------------------------------
+    def get(self, key: SendKey) -> SendRecord | None:
+        row = self.db.execute("SELECT * FROM sends WHERE job=? AND row_id=? AND step=?",
+                              (key.job, key.row_id, key.step)).fetchone()
+        return _record(row) if row else None
+
+    def claim(self, key: SendKey, *, template: str, to_address: str, tab: str, match: Sequence[str] | None,
+              message_id: str, now: datetime, writeback: Mapping[str, Any], log_row: Sequence[Any]) -> bool:
+        """Record the intent to send, with what a delivery writes back and logs.
+
+        False if this key must not be sent now: already sent, outcome unknown, or refused at this same address.
+        """
+        to_hash = address_hash(to_address)
+        with self._tx():
+            row = self.db.execute("SELECT state, to_hash, attempt FROM sends WHERE job=? AND row_id=? AND step=?",
+                                  (key.job, key.row_id, key.step)).fetchone()
+            if row is not None:
+                state = row["state"]
+                if state in ("sent", "sending") or (state == "refused" and row["to_hash"] == to_hash):
+                    return False
+            attempt = 1 if row is None else row["attempt"] + 1
+            self.db.execute(
+                "INSERT OR REPLACE INTO sends (job,row_id,step,state,attempt,template,to_hash,tab,match,message_id,"
+                "result,claimed_at,settled_at,writeback,log_row,written_back,logged) "
+                "VALUES (?,?,?,'sending',?,?,?,?,?,?,'',?,NULL,?,?,0,0)",
+                (key.job, key.row_id, key.step, attempt, template, to_hash, tab,
+                 json.dumps(list(match)) if match is not None else None, message_id, _utc(now),
+                 _dumps(dict(writeback)), _dumps(list(log_row))))
+        return True
+
+    def settle(self, key: SendKey, state: str, result: str, now: datetime,
+               writeback: Mapping[str, Any] | None = None, log_result: str | None = None) -> None:
+        """Record the outcome of a claimed send; *writeback* replaces the claimed one (e.g. a refusal status).
+
+        A delivery also counts toward the daily limit.
+        """
+        assert state in ("sent", "refused", "failed")
+        with self._tx():
+            row = self.db.execute("SELECT writeback, log_row FROM sends WHERE job=? AND row_id=? AND step=?",
+                                  (key.job, key.row_id, key.step)).fetchone()
+            cells = row["writeback"] if writeback is None else _dumps(dict(writeback))
+            log_row = json.loads(row["log_row"] or "[]")
+            if log_result is not None and log_row:
+                log_row[-1] = log_result
+            self.db.execute(
+                "UPDATE sends SET state=?, result=?, settled_at=?, writeback=?, log_row=? "
+                "WHERE job=? AND row_id=? AND step=?",
+                (state, result[:300], now.isoformat(), cells, json.dumps(log_row), key.job, key.row_id, key.step))
+            if state == "sent":
+                self.db.execute("INSERT INTO deliveries (at, job) VALUES (?, ?)", (_utc(now), key.job))
+
+    def unknown(self) -> list[SendRecord]:
+        """Claims whose outcome was never recorded: the run stopped between handing over and recording."""
+        return [_record(r) for r in self.db.execute("SELECT * FROM sends WHERE state='sending' ORDER BY claimed_at")]
+
+    def resolve(self, row_id: str, job: str | None, *, sent: bool, now: datetime) -> list[SendRecord]:
+        """Staff settle unknown (or ask to re-send delivered) emails of a row: --sent or --resend."""
+        query = "SELECT * FROM sends WHERE row_id=?" + (" AND job=?" if job else "")
+        params: tuple[str, ...] = (row_id, job) if job else (row_id,)
+        records = [_record(r) for r in self.db.execute(query, params)]
+        if sent:
+            records = [r for r in records if r.state == "sending"]
+        with self._tx():
+            for r in records:
+                if sent:
+                    self.db.execute("INSERT INTO deliveries (at, job) VALUES (?, ?)", (_utc(r.claimed_at), r.key.job))
+                new_state = "sent" if sent else "resend"
+                self.db.execute(
+                    "UPDATE sends SET state=?, result=?, settled_at=?, written_back=?, logged=? "
+                    "WHERE job=? AND row_id=? AND step=?",
+                    (new_state, "confirmed by staff" if sent else "re-send requested by staff", now.isoformat(),
+                     int(not sent), int(not sent), r.key.job, r.key.row_id, r.key.step))
+        return records
+
+    # -- write-back ------------------------------------------------------------------------------
+    def pending_writebacks(self) -> list[SendRecord]:
+        return [_record(r) for r in self.db.execute(
+            "SELECT * FROM sends WHERE state IN ('sent','refused') AND (written_back=0 OR logged=0) ORDER BY settled_at")]
+
+    def mark_written(self, keys: Sequence[SendKey]) -> None:
+        with self._tx():
+            self.db.executemany("UPDATE sends SET written_back=1 WHERE job=? AND row_id=? AND step=?",
+                                [(k.job, k.row_id, k.step) for k in keys])
+
+    def mark_logged(self, keys: Sequence[SendKey]) -> None:
+        with self._tx():
+            self.db.executemany("UPDATE sends SET logged=1 WHERE job=? AND row_id=? AND step=?",
+                                [(k.job, k.row_id, k.step) for k in keys])
+
+    # -- limits ----------------------------------------------------------------------------------
+    def sent_since(self, since: datetime) -> int:
+        """Deliveries recorded after *since* (the rolling daily limit counts these and open claims)."""
+        done = self.db.execute("SELECT COUNT(*) FROM deliveries WHERE at > ?", (_utc(since),)).fetchone()[0]
+        open_ = self.db.execute("SELECT COUNT(*) FROM sends WHERE state='sending' AND claimed_at > ?",
+                                (_utc(since),)).fetchone()[0]
+        return int(done) + int(open_)
+
+    def sent_in_last_day(self, now: datetime) -> int:
+        return self.sent_since(now - timedelta(hours=24))
+
+    # -- outreach memory, job health ---------------------------------------------------------------
+    def seen_stages(self) -> dict[str, str]:
+        return {r["partner_id"]: r["stage"] for r in self.db.execute("SELECT * FROM seen_stages")}
+
+    def remember_stages(self, stages: Mapping[str, str]) -> None:
+        with self._tx():
+            self.db.executemany("INSERT OR REPLACE INTO seen_stages VALUES (?, ?)", list(stages.items()))
+
+    def start_run(self, job: str, now: datetime) -> int:
+        with self._tx():
+            cur = self.db.execute("INSERT INTO runs (job, started, result) VALUES (?, ?, 'running')",
+                                  (job, now.isoformat()))
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, now: datetime, result: str, sent: int, summary: str) -> None:
+        with self._tx():
+            self.db.execute("UPDATE runs SET finished=?, result=?, sent=?, summary=? WHERE id=?",
+                            (now.isoformat(), result, sent, summary[:500], run_id))
+
+    def last_runs(self) -> dict[str, RunRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY job) ORDER BY job").fetchall()
+        return {r["job"]: RunRecord(r["job"], datetime.fromisoformat(r["started"]),
+                                    datetime.fromisoformat(r["finished"]) if r["finished"] else None,
+                                    r["result"] or "", r["sent"], r["summary"] or "") for r in rows}
+
+    def get_value(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_value(self, key: str, value: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+
+    def records(self) -> Iterator[SendRecord]:
+        for row in self.db.execute("SELECT * FROM sends ORDER BY claimed_at"):
+            yield _record(row)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT: one writer at a time across processes."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self.db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _utc(moment: datetime) -> str:
+    """Times are stored in UTC, so that text order is time order across DST and zones."""
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_encode)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    raise TypeError(type(value))
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "$date" in value:
+            return date.fromisoformat(value["$date"])
+        if "$datetime" in value:
+            return datetime.fromisoformat(value["$datetime"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _record(row: sqlite3.Row) -> SendRecord:
+    return SendRecord(
+        key=SendKey(row["job"], row["row_id"], row["step"]), state=row["state"], attempt=row["attempt"],
+        template=row["template"], to_hash=row["to_hash"], tab=row["tab"],
+        match=tuple(json.loads(row["match"])) if row["match"] else None, message_id=row["message_id"] or "",
+        result=row["result"] or "", claimed_at=datetime.fromisoformat(row["claimed_at"]),
+        settled_at=datetime.fromisoformat(row["settled_at"]) if row["settled_at"] else None,
+        writeback=_decode(json.loads(row["writeback"])) if row["writeback"] else {},
+        log_row=_decode(json.loads(row["log_row"])) if row["log_row"] else [],
+        written_back=bool(row["written_back"]), logged=bool(row["logged"]),
+    )

@@ -1,0 +1,534 @@
+"""Rendering an email template into a subject, an HTML part and a text part from one source.
+
+Each email is ``templates/<name>.html.j2``: it extends the shared co-branded layout and fills a
+``subject`` block and a ``body`` block. Jinja2 runs with undefined variables as errors and HTML
+autoescaping, so text from cells is data. The text part is derived from the rendered HTML, so
+the two parts never drift apart.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace, TracebackType
+from typing import Any
+
+import jinja2
+
+from automations.errors import ConfigError, PartnerloopError
+
+TEMPLATE_SUFFIX = ".html.j2"
+LAYOUT = "layout" + TEMPLATE_SUFFIX
+
+# Every email the jobs send (SPEC §2); `check_all` insists each one exists.
+EMAIL_TEMPLATES = (
+    "outreach_intro",
+    "outreach_warm_intro",
+    "outreach_follow_up_1",
+    "outreach_follow_up_2",
+    "meeting_confirmation",
+    "partnership_welcome",
+    "discharge_partner",
+    "discharge_patient",
+    "referral_thanks",
+    "referral_update",
+    "referral_closed",
+    "event_reminder",
+    "owner_digest",
+)
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class TemplateProblem(PartnerloopError):
+    """A template file is missing or cannot be compiled; the message names the file and line."""
+
+
+class RenderError(ValueError):
+    """A value this row needs is missing; the executor turns the message into the row's status."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered email: the template it came from, its subject and both parts."""
+
+    template: str
+    subject: str
+    text: str
+    html: str
+
+
+class Renderer:
+    """Renders the email templates of one folder (the shipped `templates/` or a clinic's own)."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = Path(templates_dir)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.templates_dir), encoding="utf-8"),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html", "htm", "xml", "j2"), default_for_string=True, default=True
+            ),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            finalize=_blank_none,
+        )
+        self.env.filters["date"] = format_date
+        self.env.filters["safe_url"] = safe_url
+        self.env.filters["display_url"] = display_url
+
+    def names(self) -> list[str]:
+        """The email templates in the folder (layout and `_partials` excluded), sorted."""
+        if not self.templates_dir.is_dir():
+            return []
+        return sorted(
+            path.name[: -len(TEMPLATE_SUFFIX)]
+            for path in self.templates_dir.glob("*" + TEMPLATE_SUFFIX)
+            if path.name != LAYOUT and not path.name.startswith("_")
+        )
+
+    def render(self, template_name: str, context: Mapping[str, Any]) -> Rendered:
+        """Render one email; RenderError when the row lacks a value, TemplateProblem when the file is bad."""
+        name = _email_name(template_name)
+        values = dict(context)
+        if values.get("outreach") and not _attribute(values.get("clinic"), "address"):
+            raise ConfigError(
+                "[clinic] address is empty, but outreach emails must carry the clinic's postal address"
+            )
+        template = self._template(name)
+        try:
+            body = template.render(values)
+            subject_block = template.blocks.get("subject")
+            if subject_block is None:
+                raise TemplateProblem(f"{self._display(name + TEMPLATE_SUFFIX)}: has no {{% block subject %}}")
+            try:
+                subject = "".join(subject_block(template.new_context(values)))
+            except Exception:  # noqa: BLE001 - handle_exception re-raises it, with template lines in the traceback
+                self.env.handle_exception()
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"template {name}{self._place(name, exc)}: {self._missing(exc)}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._problem(exc) from None
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateProblem(f"{self._display(str(exc.name or ''))}: template not found") from None
+        except jinja2.TemplateError as exc:
+            raise TemplateProblem(
+                f"{self._display(name + TEMPLATE_SUFFIX)}{self._place(name, exc)}: {_one_line(exc)}"
+            ) from None
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            # A cell of the wrong kind (text where a date belongs): this row's problem, not the file's.
+            raise RenderError(f"template {name}{self._place(name, exc)}: {_one_line(exc)}") from None
+        return Rendered(template=name, subject=_one_line(html.unescape(subject)), text=html_to_text(body), html=body)
+
+    def check_all(self, clinic: Any = None, today: date | None = None) -> tuple[str, ...]:
+        """Compile every template and trial-render each email with a sample row.
+
+        Returns the email names checked; raises TemplateProblem for the first missing or broken
+        file, or for a template that uses a name the rendering context does not have.
+        """
+        if not self.templates_dir.is_dir():
+            raise TemplateProblem(f"{self._display('')}: the templates folder does not exist")
+        for path in sorted(self.templates_dir.glob("*.j2")):
+            try:
+                self.env.get_template(path.name)
+            except jinja2.TemplateSyntaxError as exc:
+                raise self._problem(exc) from None
+        present = set(self.names())
+        missing = [name for name in EMAIL_TEMPLATES if name not in present]
+        if missing:
+            raise TemplateProblem(
+                f"{self._display('')}: missing {', '.join(n + TEMPLATE_SUFFIX for n in missing)}"
+            )
+        for name in self.names():
+            try:
+                self.render(name, sample_context(name, clinic, today=today or date(2026, 11, 27)))
+            except RenderError as exc:
+                raise TemplateProblem(
+                    f"{self._display(name + TEMPLATE_SUFFIX)}: {exc} (not a name the jobs provide)"
+                ) from None
+        return tuple(self.names())
+
+    def _template(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name + TEMPLATE_SUFFIX)
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._problem(exc) from None
+        except jinja2.TemplateNotFound:
+            known = ", ".join(self.names()) or "none"
+            raise TemplateProblem(
+                f"{self._display(name + TEMPLATE_SUFFIX)}: template not found (available: {known})"
+            ) from None
+
+    def _problem(self, exc: jinja2.TemplateSyntaxError) -> TemplateProblem:
+        file = self._display(exc.name or (Path(exc.filename).name if exc.filename else ""))
+        return TemplateProblem(f"{file} line {exc.lineno}: {_one_line(exc.message or str(exc))}")
+
+    def _locate(self, exc: BaseException) -> tuple[str, int] | None:
+        """The innermost template file and line in the traceback (Jinja rewrites frames to template lines)."""
+        found: tuple[str, int] | None = None
+        tb: TracebackType | None = exc.__traceback__
+        root = os.path.abspath(self.templates_dir)
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.endswith(".j2") and os.path.dirname(os.path.abspath(filename)) == root:
+                found = (os.path.basename(filename), tb.tb_lineno)
+            tb = tb.tb_next
+        return found
+
+    def _place(self, name: str, exc: BaseException) -> str:
+        """" line 7" in the email's own file, " (layout.html.j2 line 3)" elsewhere, "" when unknown."""
+        where = self._locate(exc)
+        if where is None:
+            return ""
+        if where[0] == name + TEMPLATE_SUFFIX:
+            return f" line {where[1]}"
+        return f" ({where[0]} line {where[1]})"
+
+    def _missing(self, exc: jinja2.UndefinedError) -> str:
+        """Jinja's "'dict object' has no attribute 'why_partner'" as "no value for partner.why_partner"."""
+        message = _one_line(exc.message or str(exc))
+        match = re.fullmatch(r"'(.*)' is undefined", message)
+        if match:
+            return f"no value for {match.group(1)}"
+        match = re.fullmatch(r"'?(.*?)'? has no (?:attribute|element) '?(.*?)'?", message)
+        if not match:
+            return message
+        owner, key = match.groups()
+        where = self._locate(exc)
+        if where is not None:
+            try:
+                line = (self.templates_dir / where[0]).read_text(encoding="utf-8").splitlines()[where[1] - 1]
+            except (OSError, IndexError, UnicodeDecodeError):
+                line = ""
+            dotted = re.search(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\." + re.escape(key) + r"\b", line)
+            if dotted:
+                parent = dotted.group(1)
+                if owner == "None":
+                    return f"no value for {parent}.{key} ({parent} is empty)"
+                return f"no value for {parent}.{key}"
+        return f"no value for {key!r}"
+
+    def _display(self, file_name: str) -> str:
+        """The template's path as staff would type it: relative to the working folder when inside it."""
+        path = self.templates_dir / file_name if file_name else self.templates_dir
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(path)
+
+
+# --- filters ------------------------------------------------------------------------------
+
+
+def format_date(value: Any, style: str = "long") -> str:
+    """A date for people: long "November 27, 2026", day "Friday, November 27", full with both; None -> ""."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, datetime):
+        value = value.date()
+    if not isinstance(value, date):
+        return str(value)
+    month = MONTHS[value.month - 1]
+    if style == "day":
+        return f"{WEEKDAYS[value.weekday()]}, {month} {value.day}"
+    if style == "full":
+        return f"{WEEKDAYS[value.weekday()]}, {month} {value.day}, {value.year}"
+    if style == "long":
+        return f"{month} {value.day}, {value.year}"
+    raise ValueError(f"date style {style!r}: use long, day or full")
+
+
+def safe_url(value: Any) -> str:
+    """A link target safe to put in href/src: http(s) or mailto; a bare domain gets https://; else ""."""
+    url = _one_line(value).strip()
+    if not url or any(ch.isspace() for ch in url):
+        return ""
+    if re.match(r"(?i)https?://[^/\s]", url) or re.match(r"(?i)mailto:[^@\s]+@", url):
+        return url
+    if re.match(r"(?i)[a-z][a-z0-9+.-]*:", url):
+        return ""  # javascript:, data:, file: and friends
+    if re.match(r"(?i)(www\.)?[a-z0-9-]+(\.[a-z0-9-]+)+(/.*)?$", url):
+        return "https://" + url
+    return ""
+
+
+def display_url(value: Any) -> str:
+    """A URL as people write it: without the scheme and the trailing slash."""
+    return re.sub(r"(?i)^(https?://|mailto:)", "", _one_line(value)).rstrip("/")
+
+
+# --- text part ----------------------------------------------------------------------------
+
+
+def html_to_text(document: str, width: int = 76) -> str:
+    """The plain-text form of a rendered email: paragraphs, "- " list items, aligned tables, links in ( )."""
+    writer = _TextWriter()
+    writer.feed(document)
+    writer.close()
+    return writer.result(width)
+
+
+class _TextWriter(HTMLParser):
+    """Collects blocks of text from restrained email HTML (p, div, br, ul/ol/li, a, img, table)."""
+
+    BLOCKS = frozenset({"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "section",
+                        "header", "footer", "table", "tr", "body", "center"})
+    SKIP = frozenset({"head", "style", "script", "title", "template"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[tuple[str, str]] = []  # (kind: para | item | pre | end of list, text)
+        self.inline: list[str] = []
+        self.kind = "para"
+        self.skip_depth = 0
+        self.links: list[str] = []
+        self.link_text_start: list[int] = []
+        self.lists: list[list[int]] = []  # per open list: [next number] for ol, [] for ul
+        self.table: list[list[str]] | None = None
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skip_depth += 1
+            return
+        if self.skip_depth:
+            return
+        attributes = dict(attrs)
+        if self.table is not None:
+            if tag == "tr":
+                self.table.append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+            elif tag == "br" and self.cell is not None:
+                self.cell.append(" ")
+            elif tag == "img" and self.cell is not None:
+                self.cell.append(attributes.get("alt") or "")
+            return
+        if tag == "table":
+            self._flush()
+            self.table = []
+        elif tag in ("ul", "ol"):
+            self._flush()
+            self.lists.append([1] if tag == "ol" else [])
+        elif tag == "li":
+            self._flush()
+            self.kind = "item"
+            depth = max(len(self.lists) - 1, 0)
+            marker = "-"
+            if self.lists and self.lists[-1]:
+                marker = f"{self.lists[-1][0]}."
+                self.lists[-1][0] += 1
+            self.inline.append("  " * depth + marker + " ")
+        elif tag in self.BLOCKS:
+            self._flush()
+        elif tag == "br":
+            self.inline.append("\n")
+        elif tag == "hr":
+            self._flush()
+            self.blocks.append(("para", "-" * 20))
+        elif tag == "img":
+            alt = attributes.get("alt") or ""
+            if alt:
+                self.inline.append(alt)
+        elif tag == "a":
+            self.links.append(attributes.get("href") or "")
+            self.link_text_start.append(len(self.inline))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self.skip_depth = max(self.skip_depth - 1, 0)
+            return
+        if self.skip_depth:
+            return
+        if self.table is not None:
+            if tag in ("td", "th") and self.cell is not None:
+                if not self.table:
+                    self.table.append([])
+                self.table[-1].append(_collapse("".join(self.cell)))
+                self.cell = None
+            elif tag == "table":
+                self.blocks.append(("pre", _format_table(self.table)))
+                self.table = None
+            return
+        if tag == "a" and self.links:
+            href = self.links.pop()
+            text = _collapse("".join(self.inline[self.link_text_start.pop():]))
+            target = href[len("mailto:"):] if href.lower().startswith("mailto:") and "?" not in href else href
+            if target and display_url(target) != display_url(text) and target != text:
+                self.inline.append(f" ({target})")
+        elif tag in ("ul", "ol"):
+            self._flush()
+            if self.lists:
+                self.lists.pop()
+            self.blocks.append(("end", ""))  # the next list starts after a blank line
+        elif tag == "li" or tag in self.BLOCKS:
+            self._flush()
+
+    def handle_data(self, data: str) -> None:
+        if self.skip_depth:
+            return
+        text = re.sub(r"\s+", " ", data)
+        if self.cell is not None:
+            self.cell.append(text)
+        elif self.table is None:
+            self.inline.append(text)
+
+    def _flush(self) -> None:
+        raw = "".join(self.inline)
+        self.inline = []
+        self.link_text_start = [0 for _ in self.link_text_start]
+        lines = [re.sub(r" {2,}", " ", line).strip() for line in raw.split("\n")]
+        if self.kind == "item":
+            # keep the indent before the list marker, which strip() removed
+            indent = len(raw) - len(raw.lstrip(" "))
+            lines[0] = " " * indent + lines[0]
+        text = "\n".join(line for line in lines if line.strip())
+        if text.strip():
+            self.blocks.append((self.kind, text))
+        self.kind = "para"
+
+    def result(self, width: int) -> str:
+        self._flush()
+        parts: list[str] = []
+        previous = ""
+        for kind, text in self.blocks:
+            if kind == "end":
+                previous = kind
+                continue
+            if kind == "pre":
+                rendered = text
+            elif kind == "item":
+                indent = len(text) - len(text.lstrip(" "))
+                marker = text.lstrip(" ").split(" ", 1)[0]
+                rendered = "\n".join(
+                    textwrap.fill(line, width, subsequent_indent=" " * (indent + len(marker) + 1),
+                                  break_long_words=False, break_on_hyphens=False)
+                    for line in text.split("\n")
+                )
+            else:
+                rendered = "\n".join(
+                    textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                    for line in text.split("\n")
+                )
+            if parts:
+                parts.append("\n" if kind == "item" and previous == "item" else "\n\n")
+            parts.append(rendered)
+            previous = kind
+        return "".join(parts).strip("\n") + "\n"
+
+
+def _format_table(rows: list[list[str]]) -> str:
+    """Rows as aligned columns; numbers (and "+2", "—") right-aligned."""
+    rows = [row for row in rows if any(cell for cell in row)]
+    if not rows:
+        return ""
+    columns = max(len(row) for row in rows)
+    rows = [row + [""] * (columns - len(row)) for row in rows]
+    widths = [max(len(row[c]) for row in rows) for c in range(columns)]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = []
+        for c, cell in enumerate(row):
+            numeric = number > 0 and c > 0 and bool(re.fullmatch(r"[-+−—$%.,\d\s]*\d?[%]?|—", cell))
+            cells.append(cell.rjust(widths[c]) if numeric else cell.ljust(widths[c]))
+        lines.append("  ".join(cells).rstrip())
+        if number == 0 and len(rows) > 1:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --- sample rows (for `check_all` and `preview` without a sheet) ---------------------------
+
+
+def sample_context(template_name: str, clinic: Any = None, *, today: date) -> dict[str, Any]:
+    """A complete, fictional rendering context for one template: every key the jobs provide."""
+    name = _email_name(template_name)
+    if clinic is None:
+        clinic = SimpleNamespace(
+            name="Sample Physical Therapy", address="1 Sample Street, Springfield", phone="(555) 010-0000",
+            website="https://clinic.example", logo_url="https://clinic.example/logo.png",
+            from_email="partners@clinic.example", reply_to="partners@clinic.example",
+            staff_email="frontdesk@clinic.example",
+        )
+    partner = SimpleNamespace(
+        business="Sample Strength Studio", kind="Personal trainer", contact_name="Sam Sample",
+        first_name="Sam", email="sam@studio.example", phone="(555) 010-0001",
+        website="https://studio.example", address="2 Sample Avenue, Springfield",
+        introduced_by="Alex Example" if name == "outreach_warm_intro" else "",
+        why_partner="We both help people get back to the activities they love.",
+        meeting_date=today + timedelta(days=4), perk="a free intro class",
+        referral_procedure="Email us the client's first name; we call them within one working day.",
+        logo_url="https://studio.example/logo.png",
+    )
+    referral = None
+    if name.startswith(("discharge_", "referral_")):
+        referral = SimpleNamespace(
+            id="R-0001", direction="Out" if name.startswith("discharge_") else "In",
+            patient_first_name="Pat", patient_last_name="Sample", goal="Back to running 5k",
+            referred_on=today - timedelta(days=30), discharge_date=today - timedelta(days=1),
+            first_visit=today - timedelta(days=25), visits=8,
+        )
+    event = None
+    if name == "event_reminder":
+        event = SimpleNamespace(id="E-0001", name="Posture screening day", date=today + timedelta(days=3),
+                                kind="Screening", location="Sample Strength Studio", notes="Bring mats.")
+    digest = None
+    if name == "owner_digest":
+        digest = SimpleNamespace(
+            period=f"Week of {today.isoformat()}",
+            kpis=[SimpleNamespace(label="Referrals out", value="4", previous="2", change="+2")],
+            dormant=[SimpleNamespace(business="Sample Yoga", last_referral="2026-07-01")],
+            attention=[SimpleNamespace(tab="Referrals", row="R-0002", status="Not sent: Email is not a valid address")],
+            sheet_link="https://docs.google.com/spreadsheets/d/sample",
+        )
+    from_email = getattr(clinic, "reply_to", "") or getattr(clinic, "from_email", "")
+    return {
+        "clinic": clinic,
+        "partner": None if name == "owner_digest" else partner,
+        "referral": referral,
+        "event": event,
+        "digest": digest,
+        "outreach": name.startswith("outreach_"),
+        "unsubscribe_mailto": f"mailto:{from_email}?subject=unsubscribe",
+        "step": 1,
+        "follow_up_days": [7, 14],
+        "today": today,
+    }
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _email_name(template_name: str) -> str:
+    name = template_name.removesuffix(TEMPLATE_SUFFIX)
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise TemplateProblem(f"{template_name!r} is not a template name; use e.g. outreach_intro")
+    return name
+
+
+def _blank_none(value: Any) -> Any:
+    """Empty cells may arrive as None: print them as nothing rather than "None"."""
+    return "" if value is None else value
+
+
+def _attribute(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _one_line(value: Any) -> str:
+    return re.sub(r"\s+", " ", str(value or "")).strip()
+
+
+def _collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()

@@ -1,0 +1,344 @@
+"""Typed rows: the spreadsheet's tabs parsed into Partners, Referrals, Events and Opt-outs.
+
+Parsing never raises for a bad cell: each row carries the problems found in it (one sentence
+each, naming the column and what to write instead), and jobs skip rows with problems in the
+cells they need. Rows are addressed by `RowRef` for write-back: by ID, or by their content when
+the ID is missing (a new one is assigned) or duplicated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Mapping, Sequence
+
+from automations import cells
+from automations.config import Settings
+from automations.errors import CellError, SheetLayoutError
+from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS, TABS, Column, TabSpec
+from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint
+
+
+@dataclass(frozen=True)
+class RowRef:
+    """Where a row is, for messages and write-back: tab title, ID, row number when read, content."""
+
+    tab: str
+    row_id: str
+    number: int
+    match: tuple[str, ...] | None = None  # the row's content: how a row with a duplicate ID is found
+    new: bool = False  # the ID was assigned by this read; it is written before anything else
+
+    @property
+    def label(self) -> str:
+        return self.row_id if self.match is None or self.new else f"{self.row_id or 'row'} (row {self.number})"
+
+    def write(self, values: Mapping[str, Any]) -> RowWrite:
+        """A write addressed by ID; by content only for a duplicate ID (new IDs are written first)."""
+        return RowWrite(self.tab, self.row_id, dict(values), None if self.new else self.match)
+
+
+@dataclass(frozen=True)
+class Partner:
+    ref: RowRef
+    business: str
+    kind: str
+    contact_name: str
+    email: str | None
+    email_text: str
+    phone: str
+    website: str
+    address: str
+    introduced_by: str
+    why_partner: str
+    stage: str
+    meeting_date: date | None
+    perk: str
+    referral_procedure: str
+    logo_url: str
+    do_not_email: bool
+    owner: str
+    notes: str
+    outreach_step: int
+    last_emailed: date | None
+    next_follow_up: date | None
+    stage_since: date | None
+    status: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.ref.row_id
+
+    @property
+    def first_name(self) -> str:
+        return self.contact_name.split()[0] if self.contact_name.split() else ""
+
+
+@dataclass(frozen=True)
+class Referral:
+    ref: RowRef
+    direction: str
+    partner_text: str
+    partner: Partner | None
+    patient_first_name: str
+    patient_last_name: str
+    patient_email: str | None
+    referred_on: date | None
+    consent: str
+    consent_expires: date | None
+    goal: str
+    discharge_date: date | None
+    first_visit: date | None
+    visits: int | None
+    notes: str
+    partner_emailed: date | None
+    patient_emailed: date | None
+    thanks_sent: date | None
+    update_sent: date | None
+    loop_closed: date | None
+    status: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.ref.row_id
+
+
+@dataclass(frozen=True)
+class Event:
+    ref: RowRef
+    name: str
+    date: date | None
+    partner_text: str
+    partner: Partner | None
+    kind: str
+    location: str
+    attendees: int | None
+    new_patients: int | None
+    notes: str
+    reminder_sent: date | None
+    status: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.ref.row_id
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One data problem, printed by `check` as "Tab ROW-ID: message"."""
+
+    ref: RowRef
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.ref.tab} {self.ref.label}: {self.message}"
+
+
+@dataclass
+class Book:
+    """Every row-holding tab of the spreadsheet, parsed; what jobs decide from."""
+
+    partners: list[Partner] = field(default_factory=list)
+    referrals: list[Referral] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    opted_out: frozenset[str] = frozenset()
+    problems: list[Problem] = field(default_factory=list)
+    new_ids: list[RowWrite] = field(default_factory=list)
+    tables: dict[str, Table] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)
+
+    def blocked(self, address: str | None) -> bool:
+        """True when nothing may be sent to *address* (opted out, or a partner marked Do not email)."""
+        if not address:
+            return True
+        key = address.lower()
+        return key in self.opted_out or any(p.do_not_email and p.email and p.email.lower() == key for p in self.partners)
+
+    def problems_by_ref(self) -> dict[RowRef, list[str]]:
+        grouped: dict[RowRef, list[str]] = {}
+        for problem in self.problems:
+            grouped.setdefault(problem.ref, []).append(problem.message)
+        return grouped
+
+
+READ_KEYS = ("partners", "referrals", "events", "optouts")
+
+
+def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_KEYS) -> Book:
+    """Read the tabs in one request and parse them; a missing tab or column raises SheetLayoutError."""
+    titles = {key: settings.sheet.title(key) for key in keys}
+    tables = backend.read(list(titles.values()))
+    for key, title in titles.items():
+        if tables.get(title) is None:
+            raise SheetLayoutError(f"{title}: tab is missing; run `partnerloop init` to add it")
+    for key, title in titles.items():
+        spec = TABS[key]
+        wanted = [c.name for c in spec.columns if c.required or c.auto or c.name == spec.id_column]
+        missing = tables[title].missing(wanted)  # type: ignore[union-attr]
+        if missing:
+            named = ", ".join(repr(m) for m in missing)
+            what = f"column {named} is" if len(missing) == 1 else f"columns {named} are"
+            raise SheetLayoutError(f"{title}: {what} missing; run `partnerloop init` to add {'it' if len(missing) == 1 else 'them'}")
+    return parse_book({key: tables[title] for key, title in titles.items() if tables[title] is not None}, titles)
+
+
+def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str]) -> Book:
+    """Parse tables (keyed by tab key) into a Book; pure, no I/O."""
+    book = Book(tables=dict(tables), titles=dict(titles))
+    if "optouts" in tables:
+        book.opted_out = frozenset(_optouts(tables["optouts"], book))
+    if "partners" in tables:
+        book.partners = [_partner(r) for r in _rows(tables["partners"], PARTNERS, book)]
+    index = _partner_index(book.partners)
+    if "referrals" in tables:
+        book.referrals = [_referral(r, index) for r in _rows(tables["referrals"], REFERRALS, book)]
+    if "events" in tables:
+        book.events = [_event(r, index) for r in _rows(tables["events"], EVENTS, book)]
+    for row in (*book.partners, *book.referrals, *book.events):
+        book.problems += [Problem(row.ref, message) for message in row.problems]
+    return book
+
+
+@dataclass
+class _Parsed:
+    ref: RowRef
+    values: dict[str, Any]
+    problems: list[str]
+
+
+def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
+    assert spec.id_column is not None
+    id_col = spec.id_column
+    seen: dict[str, int] = {}
+    numbers = [_id_number(cells.text(table.get(r, id_col)), spec.id_prefix) for r in table.rows]
+    next_number = max([n for n in numbers if n is not None], default=0) + 1
+    parsed = []
+    for row in table.rows:
+        row_id = cells.one_line(table.get(row, id_col))
+        problems: list[str] = []
+        match = None
+        if not row_id:
+            row_id = f"{spec.id_prefix}-{next_number:04d}"
+            next_number += 1
+            match = fingerprint(row.values)
+            book.new_ids.append(RowWrite(table.title, row_id, {id_col: row_id}, match))
+        elif row_id in seen:
+            match = fingerprint(row.values)
+            problems.append(f"duplicate {id_col} {row_id}, also on row {seen[row_id]}; give this row its own ID "
+                            "or clear the cell to have one assigned")
+        else:
+            seen[row_id] = row.number
+        ref = RowRef(table.title, row_id, row.number, match, new=match is not None and not problems)
+        values = {c.name: _cell(table, row, c, problems) for c in spec.columns if c.name != id_col}
+        parsed.append(_Parsed(ref, values, problems))
+    return parsed
+
+
+def _id_number(row_id: str, prefix: str) -> int | None:
+    found = re.fullmatch(rf"{re.escape(prefix)}-(\d+)", row_id.strip(), re.IGNORECASE)
+    return int(found.group(1)) if found else None
+
+
+def _cell(table: Table, row: SheetRow, column: Column, problems: list[str]) -> Any:
+    raw = table.get(row, column.name)
+    try:
+        if column.required and cells.is_blank(raw):
+            raise CellError(f"{column.name} is empty; it is required")
+        if column.kind == "date":
+            return cells.parse_date(raw, column.name)
+        if column.kind == "email":
+            return cells.parse_email(raw, column.name)
+        if column.kind == "choice":
+            return cells.parse_choice(raw, column.name, column.choices) or ""
+        if column.kind == "yes":
+            return cells.parse_yes(raw, column.name)
+        if column.kind == "int":
+            return cells.parse_int(raw, column.name)
+        value = cells.one_line(raw)
+        if value.startswith("=") and not column.auto:
+            raise CellError(f"{column.name} holds a formula {value[:30]!r}; partnerloop uses it only as text")
+        return value
+    except CellError as exc:
+        if not column.auto:
+            problems.append(str(exc))
+        return {"date": None, "email": None, "yes": False, "int": None}.get(column.kind, cells.one_line(raw))
+
+
+def _partner(p: _Parsed) -> Partner:
+    v = p.values
+    email_text = cells.one_line(v["Email"]) if v["Email"] else ""
+    return Partner(
+        ref=p.ref, business=v["Business"], kind=v["Kind"], contact_name=v["Contact name"],
+        email=v["Email"], email_text=email_text, phone=v["Phone"], website=v["Website"], address=v["Address"],
+        introduced_by=v["Introduced by"], why_partner=v["Why partner"], stage=v["Stage"] or "Prospect",
+        meeting_date=v["Meeting date"], perk=v["Perk"], referral_procedure=v["Referral procedure"],
+        logo_url=v["Logo URL"], do_not_email=v["Do not email"], owner=v["Owner"], notes=v["Notes"],
+        outreach_step=v["Outreach step"] or 0, last_emailed=v["Last emailed"], next_follow_up=v["Next follow-up"],
+        stage_since=v["Stage since"], status=v["Automation status"], problems=tuple(p.problems),
+    )
+
+
+def _partner_index(partners: list[Partner]) -> dict[str, Partner]:
+    index: dict[str, Partner] = {}
+    for partner in partners:
+        if partner.ref.match is None or partner.ref.row_id not in index:
+            index.setdefault(partner.id.lower(), partner)
+        index.setdefault(cells.normalise_header(partner.business), partner)
+    return index
+
+
+def _resolve(text: str, index: Mapping[str, Partner], problems: list[str], column: str) -> Partner | None:
+    if not text:
+        return None
+    partner = index.get(text.lower()) or index.get(cells.normalise_header(text))
+    if partner is None:
+        problems.append(f"{column} {text[:40]!r} is not a Business or Partner ID on the Partners tab")
+    return partner
+
+
+def _referral(p: _Parsed, index: Mapping[str, Partner]) -> Referral:
+    v = p.values
+    partner = _resolve(v["Partner"], index, p.problems, "Partner")
+    if v["Consent expires"] and v["Consent"] != "Yes" and not v["Consent"]:
+        p.problems.append("Consent expires is set but Consent is empty; write Yes, No or Revoked")
+    return Referral(
+        ref=p.ref, direction=v["Direction"], partner_text=v["Partner"], partner=partner,
+        patient_first_name=v["Patient first name"], patient_last_name=v["Patient last name"],
+        patient_email=v["Patient email"], referred_on=v["Referred on"], consent=v["Consent"],
+        consent_expires=v["Consent expires"], goal=v["Goal"], discharge_date=v["Discharge date"],
+        first_visit=v["First visit"], visits=v["Visits"], notes=v["Notes"],
+        partner_emailed=v["Partner emailed"], patient_emailed=v["Patient emailed"], thanks_sent=v["Thanks sent"],
+        update_sent=v["Update sent"], loop_closed=v["Loop closed"], status=v["Automation status"],
+        problems=tuple(p.problems),
+    )
+
+
+def _event(p: _Parsed, index: Mapping[str, Partner]) -> Event:
+    v = p.values
+    partner = _resolve(v["Partner"], index, p.problems, "Partner")
+    return Event(
+        ref=p.ref, name=v["Event"], date=v["Date"], partner_text=v["Partner"], partner=partner, kind=v["Kind"],
+        location=v["Location"], attendees=v["Attendees"], new_patients=v["New patients"], notes=v["Notes"],
+        reminder_sent=v["Reminder sent"], status=v["Automation status"], problems=tuple(p.problems),
+    )
+
+
+def _optouts(table: Table, book: Book) -> set[str]:
+    addresses = set()
+    for row in table.rows:
+        raw = table.get(row, "Email")
+        try:
+            address = cells.parse_email(raw, "Email")
+        except CellError as exc:
+            # An unreadable opt-out still blocks what it plainly names: safer to send nothing.
+            addresses.add(cells.text(raw).strip().lower())
+            ref = RowRef(table.title, f"row {row.number}", row.number, fingerprint(row.values))
+            book.problems.append(Problem(ref, str(exc)))
+            continue
+        if address:
+            addresses.add(address.lower())
+    return addresses

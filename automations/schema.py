@@ -1,0 +1,135 @@
+"""The tabs and columns of SPEC §1: names staff see, which are required, auto or a choice list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("Personal trainer", "Massage therapist", "Fitness center", "Yoga/Pilates studio",
+         "Dietitian", "Chiropractor", "Other")
+STAGES = ("Prospect", "Contacted", "Meeting", "Agreement", "Active", "Paused", "Declined")
+DIRECTIONS = ("Out", "In")
+CONSENTS = ("Yes", "No", "Revoked")
+EVENT_KINDS = ("Open house", "Class", "Screening", "Social", "Talk")
+YES = ("Yes",)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its header text, what its cells hold, and who writes it."""
+
+    name: str
+    kind: str = "text"  # text | date | email | choice | yes | int | url | partner
+    required: bool = False
+    auto: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    """One tab: the key used in code and [sheet.tabs], its default title and columns."""
+
+    key: str
+    title: str
+    columns: tuple[Column, ...]
+    id_column: str | None = None
+    id_prefix: str = ""
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def auto_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.auto)
+
+
+STATUS = Column("Automation status", auto=True)
+
+PARTNERS = TabSpec(
+    "partners", "Partners", id_column="Partner ID", id_prefix="P",
+    columns=(
+        Column("Partner ID"),
+        Column("Business", required=True),
+        Column("Kind", "choice", choices=KINDS),
+        Column("Contact name"),
+        Column("Email", "email"),
+        Column("Phone"),
+        Column("Website", "url"),
+        Column("Address"),
+        Column("Introduced by"),
+        Column("Why partner"),
+        Column("Stage", "choice", choices=STAGES),
+        Column("Meeting date", "date"),
+        Column("Perk"),
+        Column("Referral procedure"),
+        Column("Logo URL", "url"),
+        Column("Do not email", "yes", choices=YES),
+        Column("Owner"),
+        Column("Notes"),
+        Column("Outreach step", "int", auto=True),
+        Column("Last emailed", "date", auto=True),
+        Column("Next follow-up", "date", auto=True),
+        Column("Stage since", "date", auto=True),
+        STATUS,
+    ),
+)
+
+REFERRALS = TabSpec(
+    "referrals", "Referrals", id_column="Referral ID", id_prefix="R",
+    columns=(
+        Column("Referral ID"),
+        Column("Direction", "choice", required=True, choices=DIRECTIONS),
+        Column("Partner", "partner", required=True),
+        Column("Patient first name", required=True),
+        Column("Patient last name"),
+        Column("Patient email", "email"),
+        Column("Referred on", "date"),
+        Column("Consent", "choice", choices=CONSENTS),
+        Column("Consent expires", "date"),
+        Column("Goal"),
+        Column("Discharge date", "date"),
+        Column("First visit", "date"),
+        Column("Visits", "int"),
+        Column("Notes"),
+        Column("Partner emailed", "date", auto=True),
+        Column("Patient emailed", "date", auto=True),
+        Column("Thanks sent", "date", auto=True),
+        Column("Update sent", "date", auto=True),
+        Column("Loop closed", "date", auto=True),
+        STATUS,
+    ),
+)
+
+EVENTS = TabSpec(
+    "events", "Events", id_column="Event ID", id_prefix="E",
+    columns=(
+        Column("Event ID"),
+        Column("Event", required=True),
+        Column("Date", "date", required=True),
+        Column("Partner", "partner"),
+        Column("Kind", "choice", choices=EVENT_KINDS),
+        Column("Location"),
+        Column("Attendees", "int"),
+        Column("New patients", "int"),
+        Column("Notes"),
+        Column("Reminder sent", "date", auto=True),
+        STATUS,
+    ),
+)
+
+OPTOUTS = TabSpec(
+    "optouts", "Opt-outs",
+    columns=(Column("Email", "email", required=True), Column("Date", "date"), Column("Reason"), STATUS),
+)
+
+LOG = TabSpec(
+    "log", "Log",
+    columns=tuple(Column(n, auto=True) for n in ("Time", "Job", "Template", "To", "Row", "Message-ID", "Result")),
+)
+
+DASHBOARD = TabSpec("dashboard", "Dashboard", columns=())
+
+TABS: dict[str, TabSpec] = {t.key: t for t in (PARTNERS, REFERRALS, EVENTS, OPTOUTS, LOG, DASHBOARD)}
+ROW_TABS = (PARTNERS, REFERRALS, EVENTS)

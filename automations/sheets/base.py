@@ -1,0 +1,192 @@
+"""The spreadsheet interface shared by the xlsx and Google Sheets backends.
+
+A backend reads whole tabs into `Table`s and writes `RowWrite`s. Writes address rows by their
+ID (never by row number): just before writing, the backend re-reads the tabs and `plan_cells`
+finds each row's *current* position, so rows that staff sorted, inserted or deleted between the
+read and the write cannot receive another row's status. Rows still without an ID are found by
+their content (`fingerprint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from automations.cells import is_blank, normalise_header, text
+from automations.schema import TabSpec
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One non-blank row as read: its 1-based row number then, and its raw cell values."""
+
+    number: int
+    values: tuple[Any, ...]
+
+
+@dataclass
+class Table:
+    """One tab as read: the header row, a column index by normalised header, the non-blank rows."""
+
+    title: str
+    header: list[str]
+    rows: list[SheetRow]
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            for i, name in enumerate(self.header):
+                key = normalise_header(name)
+                if key and key not in self.index:  # the first of duplicate headers wins
+                    self.index[key] = i
+
+    @classmethod
+    def from_grid(cls, title: str, grid: Sequence[Sequence[Any]]) -> Table:
+        """Build from a grid of values whose first row is the header; blank rows are skipped."""
+        header = [text(v) for v in grid[0]] if grid else []
+        width = len(header)
+        rows = []
+        for number, values in enumerate(grid[1:], start=2):
+            if all(is_blank(v) for v in values):
+                continue
+            padded = tuple(values[:width]) + (None,) * (width - len(values))
+            rows.append(SheetRow(number, padded))
+        return cls(title, header, rows)
+
+    def has(self, column: str) -> bool:
+        return normalise_header(column) in self.index
+
+    def get(self, row: SheetRow, column: str) -> Any:
+        i = self.index.get(normalise_header(column))
+        return None if i is None or i >= len(row.values) else row.values[i]
+
+    def missing(self, columns: Iterable[str]) -> list[str]:
+        return [c for c in columns if not self.has(c)]
+
+
+def fingerprint(values: Sequence[Any]) -> tuple[str, ...]:
+    """A row's content as comparable text, trailing blanks ignored: how rows without an ID are found again."""
+    cells = [text(v) for v in values]
+    while cells and not cells[-1]:
+        cells.pop()
+    return tuple(cells)
+
+
+@dataclass(frozen=True)
+class RowWrite:
+    """Cells to write on one row, addressed by its ID; or by *match* (its content when read) if it has none yet."""
+
+    tab: str
+    row_id: str
+    values: Mapping[str, Any]
+    match: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CellTarget:
+    row: int  # 1-based
+    col: int  # 0-based
+    value: Any
+
+
+@dataclass
+class WriteReport:
+    """What a write did: cells written, and the rows or columns it could not find (each a sentence)."""
+
+    cells: int = 0
+    lost: list[str] = field(default_factory=list)
+
+
+def plan_cells(
+    tables: Mapping[str, Table], specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]
+) -> tuple[list[tuple[str, CellTarget]], WriteReport]:
+    """Turn row writes into cell targets on the tabs as they are now."""
+    report = WriteReport()
+    targets: list[tuple[str, CellTarget]] = []
+    positions: dict[str, dict[str, int]] = {}
+    by_content: dict[str, dict[tuple[str, ...], list[int]]] = {}
+    for write in writes:
+        table = tables.get(write.tab)
+        spec = specs[write.tab]
+        if table is None:
+            report.lost.append(f"{write.tab}: tab is missing; run `partnerloop init`")
+            continue
+        if write.tab not in positions:
+            positions[write.tab], by_content[write.tab] = _row_positions(table, spec)
+        if write.match is not None:
+            found = by_content[write.tab].get(write.match, [])
+            number = found[0] if len(found) == 1 else None
+        else:
+            number = positions[write.tab].get(write.row_id)
+        if number is None:
+            report.lost.append(f"{write.tab} {write.row_id}: row not found (deleted or its ID changed); not written")
+            continue
+        for column, value in write.values.items():
+            col = table.index.get(normalise_header(column))
+            if col is None:
+                report.lost.append(f"{write.tab}: column {column!r} is missing; run `partnerloop init`")
+                continue
+            targets.append((write.tab, CellTarget(number, col, value)))
+    report.cells = len(targets)
+    report.lost = list(dict.fromkeys(report.lost))
+    return targets, report
+
+
+def _row_positions(table: Table, spec: TabSpec) -> tuple[dict[str, int], dict[tuple[str, ...], list[int]]]:
+    ids: dict[str, int] = {}
+    content: dict[tuple[str, ...], list[int]] = {}
+    id_col = table.index.get(normalise_header(spec.id_column)) if spec.id_column else None
+    for row in table.rows:
+        row_id = text(row.values[id_col]) if id_col is not None and id_col < len(row.values) else ""
+        if row_id:
+            ids.setdefault(row_id, row.number)
+        content.setdefault(fingerprint(row.values), []).append(row.number)
+    return ids, content
+
+
+@dataclass(frozen=True)
+class DashboardBlock:
+    """A titled block of the Dashboard: rows of real values, with a number format per column."""
+
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    formats: tuple[str, ...] = ()  # per column: "", "int", "decimal", "percent", "date", "datetime"
+    chart: str = ""  # "" or a chart title: a line/column chart of this block's rows
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    title: str
+    updated: datetime
+    blocks: tuple[DashboardBlock, ...]
+
+
+class Backend(Protocol):
+    """What every spreadsheet backend offers; jobs and commands use only this."""
+
+    def read(self, titles: Sequence[str]) -> dict[str, Table | None]:
+        """Read whole tabs in one request; a missing tab maps to None."""
+
+    def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
+        """Re-resolve rows by ID and write every cell in one request, as raw values."""
+
+    def append(self, title: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows under the last row of a tab in one request."""
+
+    def ensure_layout(self, tabs: Sequence[tuple[str, TabSpec]], demo: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+        """Create missing tabs and columns, header formatting, dropdowns; add demo rows. Returns the changes."""
+
+    def write_dashboard(self, dashboard: Dashboard) -> None:
+        """Replace the Dashboard tab's contents (values, formats, chart)."""
+
+    def location(self) -> str:
+        """Where the spreadsheet is, for people: a file path or a URL."""
+
+
+def as_cell(value: Any) -> Any:
+    """A Python value as stored by both backends: dates stay dates, everything else plain."""
+    if isinstance(value, (date, datetime, int, float)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,279 @@
+"""The xlsx backend: a workbook file on disk (openpyxl), the embedded default.
+
+Every change is a read-modify-write of the whole file under an exclusive lock, saved to a
+temporary file in the same folder and then renamed over the workbook, so a crash never leaves
+a half-written workbook. A workbook that Excel or LibreOffice has open is refused, since that
+program would overwrite the automation's changes when it saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import zipfile
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import openpyxl
+from openpyxl.chart import LineChart, Reference
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter, quote_sheetname, range_boundaries
+from openpyxl.workbook.defined_name import DefinedName
+from openpyxl.workbook.workbook import Workbook
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.worksheet import Worksheet
+
+from automations.cells import normalise_header, text
+from automations.errors import SheetError
+from automations.schema import TabSpec
+from automations.sheets.base import Dashboard, RowWrite, Table, WriteReport, as_cell, plan_cells
+
+HEADER_FONT = Font(bold=True)
+HEADER_FILL = PatternFill("solid", fgColor="DCE6F1")
+TITLE_FONT = Font(bold=True, size=14)
+DATE_FORMAT = "yyyy-mm-dd"
+NUMBER_FORMATS = {"int": "0", "decimal": "0.0", "percent": "0%", "date": DATE_FORMAT, "datetime": "yyyy-mm-dd hh:mm"}
+VALIDATION_ROWS = 5000
+CHART_NAME_PREFIX = "partnerloop_chart_"
+
+
+class XlsxBackend:
+    """A workbook on disk; see the module docstring for how writes stay whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def location(self) -> str:
+        return str(self.path)
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, titles: Sequence[str]) -> dict[str, Table | None]:
+        workbook = self._load(read_only=True)
+        try:
+            return {title: _table(workbook[title]) if title in workbook.sheetnames else None for title in titles}
+        finally:
+            workbook.close()
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
+        if not writes:
+            return WriteReport()
+        with self._editing() as workbook:
+            titles = {w.tab for w in writes}
+            tables = {t: _table(workbook[t]) if t in workbook.sheetnames else None for t in titles}
+            targets, report = plan_cells({t: v for t, v in tables.items() if v}, specs, writes)
+            for title, target in targets:
+                _set(workbook[title].cell(target.row, target.col + 1), target.value)
+        return report
+
+    def append(self, title: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        with self._editing() as workbook:
+            if title not in workbook.sheetnames:
+                raise SheetError(f"{self.path}: tab {title!r} is missing; run `partnerloop init`")
+            sheet = workbook[title]
+            last = _last_used_row(sheet)
+            for offset, row in enumerate(rows, start=1):
+                for col, value in enumerate(row, start=1):
+                    _set(sheet.cell(last + offset, col), value)
+
+    def ensure_layout(
+        self, tabs: Sequence[tuple[str, TabSpec]], demo: Mapping[str, Sequence[Mapping[str, Any]]]
+    ) -> list[str]:
+        changes: list[str] = []
+        creating = not self.path.exists()
+        with self._editing(create=creating) as workbook:
+            if creating:
+                changes.append(f"created workbook {self.path}")
+            for title, spec in tabs:
+                if title not in workbook.sheetnames:
+                    workbook.create_sheet(title)
+                    changes.append(f"{title}: created tab")
+                sheet = workbook[title]
+                header = [text(c.value) for c in sheet[1]] if sheet.max_row >= 1 else []
+                while header and not header[-1]:
+                    header.pop()
+                present = {normalise_header(h) for h in header}
+                added = [c.name for c in spec.columns if normalise_header(c.name) not in present]
+                for offset, name in enumerate(added):
+                    _set(sheet.cell(1, len(header) + offset + 1), name)
+                if added and header:
+                    changes.append(f"{title}: added column(s) {', '.join(added)}")
+                header += added
+                _format_header(sheet, spec, header)
+                rows = demo.get(title, ())
+                if rows:
+                    start = _last_used_row(sheet)
+                    index = {normalise_header(h): i for i, h in enumerate(header)}
+                    for offset, record in enumerate(rows, start=1):
+                        for name, value in record.items():
+                            _set(sheet.cell(start + offset, index[normalise_header(name)] + 1), value)
+                    changes.append(f"{title}: added {len(rows)} sample row(s)")
+            if creating and "Sheet" in workbook.sheetnames and len(workbook.sheetnames) > 1:
+                del workbook["Sheet"]
+        return changes
+
+    def write_dashboard(self, dashboard: Dashboard) -> None:
+        with self._editing() as workbook:
+            for name in [n for n in workbook.defined_names if n.startswith(CHART_NAME_PREFIX)]:
+                del workbook.defined_names[name]
+            if dashboard.title in workbook.sheetnames:
+                position = workbook.sheetnames.index(dashboard.title)
+                del workbook[dashboard.title]  # a rewrite never leaves stale cells or charts behind
+                sheet = workbook.create_sheet(dashboard.title, position)
+            else:
+                sheet = workbook.create_sheet(dashboard.title, 0)
+            _draw_dashboard(sheet, dashboard)
+
+    # -- the file ------------------------------------------------------------------------------
+    def _load(self, read_only: bool) -> Workbook:
+        if not self.path.exists():
+            raise SheetError(f"{self.path}: workbook not found; run `partnerloop init` to create it")
+        try:
+            return openpyxl.load_workbook(self.path, read_only=read_only, data_only=False)
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a readable xlsx workbook"
+            raise SheetError(f"{self.path}: cannot open the workbook ({reason})") from None
+
+    @contextlib.contextmanager
+    def _editing(self, create: bool = False) -> Iterator[Workbook]:
+        """Load under an exclusive lock, let the caller change the workbook, then replace the file whole."""
+        self._refuse_if_open_elsewhere()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(f".{self.path.name}.partnerloop-lock")
+        with open(lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            workbook = openpyxl.Workbook() if create else self._load(read_only=False)
+            yield workbook
+            _restore_charts(workbook)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}-", suffix=".xlsx", dir=self.path.parent)
+            os.close(fd)
+            try:
+                workbook.save(tmp)
+                if self.path.exists():
+                    os.chmod(tmp, self.path.stat().st_mode & 0o777)
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise SheetError(f"{self.path}: cannot save the workbook ({exc.strerror}); nothing was changed") from None
+
+    def _refuse_if_open_elsewhere(self) -> None:
+        for lock_name in (f"~${self.path.name}", f".~lock.{self.path.name}#"):
+            if (self.path.parent / lock_name).exists():
+                raise SheetError(
+                    f"{self.path}: the workbook is open in another program ({lock_name} exists); "
+                    "close it there and run again"
+                )
+
+
+def _table(sheet: Worksheet) -> Table:
+    return Table.from_grid(sheet.title, [list(r) for r in sheet.iter_rows(values_only=True)])
+
+
+def _set(cell: Any, value: Any) -> None:
+    """Store a value as data: text starting with '=' stays text, dates get a date format."""
+    value = as_cell(value)
+    cell.value = value
+    if isinstance(value, str) and value.startswith("="):
+        cell.data_type = "s"
+    elif isinstance(value, datetime):
+        cell.number_format = NUMBER_FORMATS["datetime"]
+    elif isinstance(value, date):
+        cell.number_format = DATE_FORMAT
+
+
+def _last_used_row(sheet: Worksheet) -> int:
+    for row in range(sheet.max_row, 0, -1):
+        if any(c.value not in (None, "") for c in sheet[row]):
+            return row
+    return 0
+
+
+def _format_header(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None:
+    """Bold, shaded, frozen header; dropdowns for choice columns; date formats for date columns."""
+    sheet.freeze_panes = "A2"
+    existing = {str(dv.sqref) for dv in sheet.data_validations.dataValidation}
+    for i, name in enumerate(header, start=1):
+        cell = sheet.cell(1, i)
+        cell.font = HEADER_FONT
+        cell.fill = HEADER_FILL
+        letter = get_column_letter(i)
+        sheet.column_dimensions[letter].width = max(12, min(40, len(name) + 4))
+        try:
+            column = spec.column(next(c.name for c in spec.columns if normalise_header(c.name) == normalise_header(name)))
+        except StopIteration:
+            continue  # a staff column: left as it is
+        area = f"{letter}2:{letter}{VALIDATION_ROWS}"
+        if column.choices and area not in existing:
+            quoted = ",".join(column.choices)
+            validation = DataValidation(type="list", formula1=f'"{quoted}"', allow_blank=True)
+            validation.error = f"Choose one of: {', '.join(column.choices)}"
+            validation.errorTitle = column.name
+            validation.add(area)
+            sheet.add_data_validation(validation)
+        if column.kind == "date":
+            for row in range(2, max(sheet.max_row, 2) + 1):
+                sheet.cell(row, i).number_format = DATE_FORMAT
+
+
+def _draw_dashboard(sheet: Worksheet, dashboard: Dashboard) -> None:
+    sheet.cell(1, 1, dashboard.title).font = TITLE_FONT
+    sheet.cell(2, 1, "Updated")
+    _set(sheet.cell(2, 2), dashboard.updated.replace(tzinfo=None))
+    sheet.freeze_panes = "A3"
+    sheet.column_dimensions["A"].width = 34
+    for letter in "BCDEFGHIJKLM":
+        sheet.column_dimensions[letter].width = 14
+    row = 4
+    for block in dashboard.blocks:
+        sheet.cell(row, 1, block.title).font = Font(bold=True, size=12)
+        row += 1
+        for col, name in enumerate(block.header, start=1):
+            cell = sheet.cell(row, col, name)
+            cell.font = HEADER_FONT
+            cell.fill = HEADER_FILL
+        header_row = row
+        for values in block.rows:
+            row += 1
+            for col, value in enumerate(values, start=1):
+                cell = sheet.cell(row, col)
+                _set(cell, value.replace(tzinfo=None) if isinstance(value, datetime) else value)
+                fmt = block.formats[col - 1] if col - 1 < len(block.formats) else ""
+                if fmt in NUMBER_FORMATS:
+                    cell.number_format = NUMBER_FORMATS[fmt]
+        if block.chart and block.rows:
+            area = f"$A${header_row}:${get_column_letter(len(block.header))}${row}"
+            name = f"{CHART_NAME_PREFIX}{len(sheet._charts) + 1}"
+            sheet.parent.defined_names[name] = DefinedName(name, attr_text=f"{quote_sheetname(sheet.title)}!{area}")
+            _add_chart(sheet, block.chart, header_row, row, len(block.header))
+        row += 2
+
+
+def _add_chart(sheet: Worksheet, title: str, header_row: int, last_row: int, columns: int) -> None:
+    """A line chart of a block: one series per column after the first, categories from the first."""
+    chart = LineChart()
+    chart.title = title
+    chart.height, chart.width = 8, 18
+    data = Reference(sheet, min_col=2, max_col=columns, min_row=header_row, max_row=last_row)
+    chart.add_data(data, titles_from_data=True)
+    chart.set_categories(Reference(sheet, min_col=1, min_row=header_row + 1, max_row=last_row))
+    sheet.add_chart(chart, f"{get_column_letter(columns + 2)}{header_row}")
+
+
+def _restore_charts(workbook: Workbook) -> None:
+    """openpyxl drops charts when it loads a file: draw the Dashboard's again from their defined names."""
+    bare = {ws.title for ws in workbook.worksheets if not ws._charts}  # charts not drawn in this session
+    for name, defined in sorted(workbook.defined_names.items()):
+        if not name.startswith(CHART_NAME_PREFIX):
+            continue
+        for title, area in defined.destinations:
+            if title not in bare:
+                continue
+            sheet = workbook[title]
+            min_col, min_row, max_col, max_row = range_boundaries(area.replace("$", ""))
+            _add_chart(sheet, text(sheet.cell(min_row - 1, 1).value), min_row, max_row, max_col - min_col + 1)

@@ -1,0 +1,172 @@
+"""`partnerloop init` and `partnerloop check` as staff use them, through the real command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from automations.check import init_sheet
+from automations.cli import main
+from automations.config import Settings
+from automations.model import read_book
+from automations.sheets import open_backend
+from tests.conftest import Staff, google_settings, make_settings
+
+PARTNERS_HEADER = ["Partner ID", "Business", "Kind", "Contact name", "Email", "Stage", "Meeting date", "Do not email"]
+REFERRALS_HEADER = ["Referral ID", "Direction", "Partner", "Patient first name", "Patient email", "Consent",
+                    "Discharge date", "Visits"]
+
+# Each bad row and the words its message must contain.
+BAD_PARTNERS = [
+    (["P-0002", "Bad Email Gym", "Other", "Ann", "ann@", "Prospect"], "Email 'ann@' is not a valid address"),
+    (["P-0003", "Two Emails", "Other", "Bo", "a@x.example, b@x.example", "Prospect"], "Email must hold one address"),
+    (["P-0004", "Bad Stage", "Other", "Cy", "cy@x.example", "Maybe later"], "Stage is 'Maybe later'; use Prospect"),
+    (["P-0005", "Bad Kind", "Wizard", "Di", "di@x.example", "Prospect"], "Kind is 'Wizard'; use Personal trainer"),
+    (["P-0006", "", "Other", "Ed", "ed@x.example", "Prospect"], "Business is empty; it is required"),
+    (["P-0007", "Bad Meeting", "Other", "Fa", "fa@x.example", "Meeting", "next tuesday"], "Meeting date 'next tuesday' is not a date"),
+    (["P-0008", "Bad DNE", "Other", "Gi", "gi@x.example", "Prospect", "", "perhaps"], "Do not email is 'perhaps'; use Yes"),
+    (["P-0001", "Duplicate ID Gym", "Other", "Hu", "hu@x.example", "Prospect"], "duplicate Partner ID P-0001, also on row 2"),
+    (["P-0009", '=HYPERLINK("http://x","y")', "Other", "Io", "io@x.example", "Prospect"], "Business holds a formula"),
+    (["P-0010", "No Year Gym", "Other", "Jo", "jo@x.example", "Meeting", "Nov 27"], "Meeting date 'Nov 27' has no year"),
+    (["P-0011", "Newline Mail", "Other", "Ka", "ka@x.example\nBcc: z@z.example", "Prospect"], "Email must hold one address"),
+]
+BAD_REFERRALS = [
+    (["R-0001", "Out", "Nobody Gym", "Pat", "pat@mail.example", "Yes", "2026-11-01"], "Partner 'Nobody Gym' is not a Business"),
+    (["R-0002", "Sideways", "P-0001", "Lee", "", "Yes"], "Direction is 'Sideways'; use Out or In"),
+    (["R-0003", "Out", "P-0001", "", "", "Yes"], "Patient first name is empty; it is required"),
+    (["R-0004", "Out", "P-0001", "Max", "max@", "Yes"], "Patient email 'max@' is not a valid address"),
+    (["R-0005", "Out", "P-0001", "Noa", "", "maybe"], "Consent is 'maybe'; use Yes, No or Revoked"),
+    (["R-0006", "Out", "P-0001", "Oli", "", "Yes", "31/31/2026"], "Discharge date '31/31/2026' is not a date"),
+    (["R-0007", "In", "P-0001", "Pia", "", "Yes", "", "three"], "Visits is 'three'; write a whole number"),
+    (["R-0008", "", "P-0001", "Quinn", "", "Yes"], "Direction is empty; it is required"),
+    (["R-0009", "In", "", "Ray", "", "Yes"], "Partner is empty; it is required"),
+    (["R-0010", "Out", "P-0001", "Sol", "", "Yes", "=TODAY()"], "Discharge date holds a formula"),
+    (["R-0011", "Out", "P-0001", "Tam", "", "Yes", "2026-02-30"], "Discharge date '2026-02-30' is not a date"),
+]
+
+
+def write_bad_sheet(settings: Settings, staff: Staff) -> None:
+    good_partner = ["P-0001", "Good Gym", "Fitness center", "Uma", "uma@goodgym.example", "Active"]
+    staff.replace("Partners", [PARTNERS_HEADER, good_partner, *[row for row, _ in BAD_PARTNERS]])
+    good_referral = ["R-0100", "Out", "Good Gym", "Val", "val@mail.example", "Yes", "2026-11-20"]
+    staff.replace("Referrals", [REFERRALS_HEADER, good_referral, *[row for row, _ in BAD_REFERRALS]])
+    init_sheet(open_backend(settings), settings)
+
+
+@pytest.mark.parametrize("backend", ["xlsx", "google"])
+def test_bad_rows_each_get_one_clear_message_and_a_status(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, staff_for: Callable[[Settings], Staff],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = google_settings(tmp_path, request.getfixturevalue("emulator")) if backend == "google" else make_settings(tmp_path)
+    config = _config_file(tmp_path, settings)
+    staff = staff_for(settings)
+    write_bad_sheet(settings, staff)
+
+    assert main(["--config", str(config), "check", "--now", "2026-11-27"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    problems = [line for line in out if line.startswith(("Partners ", "Referrals "))]
+    assert len(BAD_PARTNERS) + len(BAD_REFERRALS) >= 20
+    for (row, words), tab in [*((b, "Partners") for b in BAD_PARTNERS), *((b, "Referrals") for b in BAD_REFERRALS)]:
+        mine = [line for line in problems if line.startswith(f"{tab} {row[0]}") and words in line]
+        assert len(mine) == 1, (row[0], words, problems)
+    assert len(problems) == len(BAD_PARTNERS) + len(BAD_REFERRALS)
+    assert "check: 22 problem(s)" in out[-1]
+
+    book = read_book(open_backend(settings), settings)
+    by_id = {p.business: p.status for p in book.partners}
+    assert by_id["Good Gym"] == ""
+    assert by_id["Bad Stage"].startswith("Needs attention: Stage is 'Maybe later'")
+    assert by_id['=HYPERLINK("http://x","y")'].startswith("Needs attention: Business holds a formula")
+    duplicate = [p for p in book.partners if p.business == "Duplicate ID Gym"][0]
+    assert duplicate.status.startswith("Needs attention: duplicate Partner ID")
+    # The formula cell stays text on both backends.
+    assert ['=HYPERLINK("http://x","y")'] == [r[1] for r in staff.grid("Partners") if r[0] == "P-0009"]
+
+
+def test_fixed_rows_get_their_problem_status_cleared(tmp_path: Path, staff_for: Callable[[Settings], Staff],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path)
+    config = _config_file(tmp_path, settings)
+    staff = staff_for(settings)
+    staff.replace("Partners", [PARTNERS_HEADER, ["P-0001", "Gym", "Other", "Ann", "ann@", "Prospect"]])
+    init_sheet(open_backend(settings), settings)
+    assert main(["--config", str(config), "check"]) == 1
+    staff.edit("Partners", "P-0001", Email="ann@gym.example")
+    assert main(["--config", str(config), "check"]) == 0
+    assert read_book(open_backend(settings), settings).partners[0].status == "Checked: no problems"
+    assert capsys.readouterr().out.splitlines()[-1] == "check: 1 row(s), no problems"
+
+
+def test_missing_tab_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: Callable[[Settings], Staff],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path)
+    staff_for(settings).replace("Partners", [PARTNERS_HEADER])
+    assert main(["--config", str(_config_file(tmp_path, settings)), "check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "partnerloop check: Referrals: tab is missing; run `partnerloop init` to add it"
+
+
+def test_missing_column_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: Callable[[Settings], Staff],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path)
+    init_sheet(open_backend(settings), settings)
+    staff = staff_for(settings)
+    staff.replace("Partners", [["Partner ID", "Stage"], ["P-0001", "Prospect"]])
+    assert main(["--config", str(_config_file(tmp_path, settings)), "check"]) == 2
+    assert "Partners: columns 'Business', 'Outreach step'" in capsys.readouterr().err
+
+
+def test_google_wrong_key_is_one_line_and_writes_nothing(tmp_path: Path, emulator: Any,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text(f'[sheet]\nbackend = "google"\nkey = "no-such-sheet"\napi_endpoint = "{emulator.base_url}"\n')
+    emulator.reset_requests()
+    assert main(["--config", str(config), "check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["partnerloop check: spreadsheet key 'no-such-sheet' not found; check [sheet] key in the config"]
+    assert all(r.method == "GET" for r in emulator.requests)
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (None, "key file {path} not found"),
+    ("{not json", "{path} is not a service-account key file"),
+    (json.dumps({"type": "service_account", "client_email": "x@y.example"}), "{path} is not a service-account key file"),
+])
+def test_google_missing_or_invalid_credentials_is_one_line(tmp_path: Path, content: str | None, words: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    key_file = tmp_path / "service-account.json"
+    if content is not None:
+        key_file.write_text(content)
+    config = tmp_path / "g.toml"
+    config.write_text(f'[sheet]\nbackend = "google"\nkey = "abc"\ncredentials = "{key_file}"\n')
+    assert main(["--config", str(config), "check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words.format(path=key_file) in err[0]
+
+
+def test_init_demo_then_check_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path)
+    config = _config_file(tmp_path, settings)
+    assert main(["--config", str(config), "init", "--demo", "--now", "2026-11-27"]) == 0
+    assert main(["--config", str(config), "check", "--now", "2026-11-27"]) == 0
+    book = read_book(open_backend(settings), settings)
+    assert len(book.partners) == 10 and book.referrals and book.events
+    assert book.events[0].date == date(2026, 11, 30)
+
+
+def _config_file(tmp_path: Path, settings: Settings) -> Path:
+    """Write a config file equivalent to *settings* for the command line."""
+    path = tmp_path / "settings.toml"
+    sheet = settings.sheet
+    lines = ['[clinic]', 'timezone = "America/Chicago"', '[sheet]', f'backend = "{sheet.backend}"',
+             f'path = "{sheet.path}"']
+    if sheet.backend == "google":
+        lines += [f'key = "{sheet.key}"', f'api_endpoint = "{sheet.api_endpoint}"']
+    lines += ['[email]', f'outbox_dir = "{settings.email.outbox_dir}"', '[state]', f'dir = "{settings.state_dir}"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
