@@ -297,6 +297,7 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
             reader.fail("schedule", job, line, "a job name: " + ", ".join(JOB_NAMES))
         if not isinstance(line, str):
             reader.fail("schedule", job, line, "a schedule in words, e.g. \"weekdays at 09:30\"")
+        _check_schedule_line(job, line, timezone, source)
 
     templates = reader.text("templates", "dir", "")
     return Settings(
@@ -310,6 +311,14 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
         state_dir=path_of(reader.text("state", "dir", "../var/state")),
         templates_dir=path_of(templates) if templates else DEFAULT_TEMPLATES,
     )
+
+
+def _check_schedule_line(job: str, line: str, timezone: str, source: Path) -> None:
+    import schedule as schedule_library
+
+    from automations.scheduler import add_line
+
+    add_line(schedule_library.Scheduler(), job, line, timezone, lambda: None, str(source))
 
 
 class _Reader:

@@ -39,3 +39,13 @@ class CellError(ValueError):
 
     Not a PartnerloopError: it becomes the row's status and never stops a command.
     """
+
+
+def where(exc: BaseException) -> str:
+    """An unexpected exception's type and innermost place, without its message (which may quote a cell)."""
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    place = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{place}"

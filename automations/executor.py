@@ -97,6 +97,7 @@ class World:
     sleep: Callable[[float], None] = time.sleep
     transport_factory: Callable[[Settings], Transport] = make_transport
     progress: Callable[[str], None] = lambda line: None
+    stop: Callable[[], bool] = lambda: False  # True once partnerloop is asked to stop: hold the rest, write back
 
 
 def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit: int | None = None,
@@ -165,7 +166,7 @@ class _Run:
             self._record_runs(run_ids, "failed", str(exc))
             raise
         except Exception as exc:  # a bug must still leave job health behind; the CLI reports it
-            self._record_runs(run_ids, "failed", f"{type(exc).__name__}: {exc}")
+            self._record_runs(run_ids, "failed", f"unexpected {type(exc).__name__}")
             raise
         self._record_runs(run_ids, "failed" if self.report.fatal else "ok", " / ".join(self.report.summary()))
         return self.report
@@ -195,6 +196,8 @@ class _Run:
             return self._outcome(email, "already")
         if record is not None and record.state == "sending":
             return self._status(email, "unknown", unknown_status(email))
+        if not self.stop_sending and self.world.stop():
+            self.stop_sending = "partnerloop was stopping; goes out on the next run"
         if self.stop_sending:
             return self._status(email, "held", f"{email.label} held: {self.stop_sending}", detail=self.stop_sending)
         reason = self._hold_reason(now)

@@ -15,17 +15,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import gspread
 import pytest
 import requests
 from gspread.exceptions import APIError, SpreadsheetNotFound
-from gspread.utils import ValueInputOption, ValueRenderOption
+from gspread.utils import DateTimeOption, Dimension, InsertDataOption, ValueInputOption, ValueRenderOption
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.sheets_emulator import (
     A1,
     GridRange,
+    InputParser,
+    NumberFormatter,
     SheetsEmulator,
     emulator_session,
 )
@@ -59,7 +63,7 @@ class IdMap:
                 elif key in actual:
                     self.learn(value, actual[key])
         elif isinstance(recorded, list) and isinstance(actual, list):
-            for a, b in zip(recorded, actual):
+            for a, b in zip(recorded, actual, strict=False):
                 self.learn(a, b)
 
     def rename(self, value: Any) -> Any:
@@ -109,6 +113,7 @@ class CassetteReplayer:
 
     def __init__(self, emulator: SheetsEmulator) -> None:
         self.emulator = emulator
+        self.base_url = emulator.start()  # already running: just its URL
         self.http = requests.Session()
         self.http.trust_env = False
         self.http.headers["Authorization"] = "Bearer replay"
@@ -152,7 +157,7 @@ class CassetteReplayer:
         if body:
             body = json.dumps(ids.rename(json.loads(body)))
         target = url.path + (f"?{url.query}" if url.query else "")
-        reply = self.http.request(exchange.method, self.emulator.base_url + target, data=body,
+        reply = self.http.request(exchange.method, self.base_url + target, data=body,
                                   headers={"Content-Type": "application/json"} if body else {})
         expected = json.loads(exchange.response) if exchange.response.strip() else None
         try:
@@ -235,11 +240,61 @@ def test_titles_are_quoted_only_where_google_quotes_them(title: str, shown: str)
     assert A1.quote_title(title) == shown
 
 
+@settings(max_examples=200, deadline=None)
+@given(title=st.text(min_size=1, max_size=12),
+       top=st.integers(0, 5000), left=st.integers(0, 800), height=st.integers(1, 50), width=st.integers(1, 50))
+def test_a1_format_and_parse_round_trip(title: str, top: int, left: int, height: int, width: int) -> None:
+    grid = GridRange(top, top + height, left, left + width)
+    parsed = A1.parse(A1.format(title, grid))
+    assert (parsed.title, parsed.cells) == (title, grid)
+
+
 def test_column_letters_round_trip() -> None:
     for index, letters in [(0, "A"), (25, "Z"), (26, "AA"), (51, "AZ"), (701, "ZZ"), (702, "AAA")]:
         assert A1.column_letters(index) == letters
         assert A1.column_index(letters) == index
         assert A1.column_index(letters.lower()) == index
+
+
+# =============================================================================================
+# Typed input and rendered numbers
+# =============================================================================================
+
+
+@pytest.mark.parametrize("typed, value, formula, pattern", [
+    ("=SUM(A1:A2)", None, "=SUM(A1:A2)", None),
+    ("'=1+1", "=1+1", None, None),
+    ("12", 12, None, None),
+    ("-1.5e3", -1500, None, None),
+    ("true", True, None, None),
+    ("1,234.5", 1234.5, None, "#,##0.0"),
+    ("12.5%", 0.125, None, "0.0%"),
+    ("$5", 5, None, '"$"#,##0'),
+    ("2024-02-29", 45351, None, "yyyy-mm-dd"),
+    ("3/1/2024", 45352, None, "M/d/yyyy"),
+    ("2024-02-30", "2024-02-30", None, None),
+    ("P-0001", "P-0001", None, None),
+])
+def test_user_entered_input_is_read_like_google(typed: str, value: Any, formula: str | None,
+                                                pattern: str | None) -> None:
+    parsed = InputParser.parse(typed, "USER_ENTERED")
+    assert (parsed.value, parsed.formula) == (value, formula)
+    assert (parsed.number_format or {}).get("pattern") == pattern
+    assert InputParser.parse(typed, "RAW").value == typed  # RAW keeps text exactly
+
+
+@pytest.mark.parametrize("value, number_format, shown", [
+    (1, None, "1"), (4.0, None, "4"), (1.45, None, "1.45"), (0.1 + 0.2, None, "0.3"),
+    (2 / 3, None, "0.6666666667"), (-7, None, "-7"),
+    (1234.5, {"type": "NUMBER", "pattern": "#,##0.00"}, "1,234.50"),
+    (0.125, {"type": "PERCENT", "pattern": "0.0%"}, "12.5%"),
+    (-5, {"type": "CURRENCY", "pattern": '"$"#,##0.00'}, "-$5.00"),
+    (43831, {"type": "DATE", "pattern": "yyyy-mm-dd"}, "2020-01-01"),
+    (43831.75, {"type": "DATE_TIME", "pattern": "M/d/yyyy H:mm:ss"}, "1/1/2020 18:00:00"),
+    (0.5, {"type": "TIME", "pattern": "h:mm:ss am/pm"}, "12:00:00 PM"),
+])
+def test_formatted_numbers(value: float, number_format: dict[str, str] | None, shown: str) -> None:
+    assert NumberFormatter.render(value, number_format) == shown
 
 
 # =============================================================================================
@@ -266,7 +321,8 @@ def sheets_url(key: str, tail: str = "") -> str:
     return f"https://sheets.googleapis.com/v4/spreadsheets/{key}{tail}"
 
 
-def test_raw_keeps_formula_text_and_user_entered_makes_a_formula(emu: SheetsEmulator, book: gspread.Spreadsheet) -> None:
+def test_raw_keeps_formula_text_and_user_entered_makes_a_formula(emu: SheetsEmulator,
+                                                                 book: gspread.Spreadsheet) -> None:
     ws = book.sheet1
     ws.update([["=1+1", "'lead", "12", "TRUE"]], "A1", value_input_option=ValueInputOption.raw)
     ws.update([["=1+1", "'lead", "12", "TRUE"]], "A2", value_input_option=ValueInputOption.user_entered)
@@ -280,12 +336,13 @@ def test_raw_keeps_formula_text_and_user_entered_makes_a_formula(emu: SheetsEmul
 def test_dates_numbers_and_render_options(emu: SheetsEmulator, book: gspread.Spreadsheet) -> None:
     ws = book.sheet1
     ws.update([["2020-01-01", 1.45, 4.0, "=1/3", "=A1+1"]], "A1", raw=False)
-    assert ws.get("A1:E1") == [["2020-01-01", "1.45", "4", "0.3333333333", "2020-01-02"]]
+    # (Google would also infer a date format for =A1+1; the emulator infers none, see its docstring.)
+    assert ws.get("A1:E1") == [["2020-01-01", "1.45", "4", "0.3333333333", "43832"]]
     assert ws.get("A1:E1", value_render_option=ValueRenderOption.unformatted) == [[43831, 1.45, 4, 1 / 3, 43832]]
     formatted_dates = ws.get("A1:B1", value_render_option=ValueRenderOption.unformatted,
-                             date_time_render_option="FORMATTED_STRING")
+                             date_time_render_option=DateTimeOption.formatted_string)
     assert formatted_dates == [["2020-01-01", 1.45]]
-    columns = ws.get("A1:B1", major_dimension="COLUMNS")
+    columns = ws.get("A1:B1", major_dimension=Dimension.cols)
     assert columns == [["2020-01-01"], ["1.45"]]
 
 
@@ -307,19 +364,25 @@ def test_batch_get_batch_update_and_append_rows(emu: SheetsEmulator, book: gspre
 def test_append_inserts_rows_and_grows_the_grid(emu: SheetsEmulator, book: gspread.Spreadsheet) -> None:
     ws = book.add_worksheet("Log", rows=2, cols=3)
     ws.update([["when", "what"]], "A1")
-    ws.append_rows([["d1", "a"], ["d2", "b"], ["d3", "c"]], insert_data_option="INSERT_ROWS")
+    ws.append_rows([["d1", "a"], ["d2", "b"], ["d3", "c"]], insert_data_option=InsertDataOption.insert_rows)
     assert emu.sheet_properties(book.id, "Log")["gridProperties"]["rowCount"] == 5
-    ws.append_rows([["d4", "d"]])  # OVERWRITE past the last row also adds a row
+    ws.append_rows([["d4", "d"]])  # fills the blank row 5 pushed down by the insert
+    ws.append_rows([["d5", "e"]])  # OVERWRITE past the last row adds a row
     assert emu.sheet_state(book.id, "Log").row_count == 6
-    assert emu.values(book.id, "Log")[-1] == ["d4", "d"]
-    with pytest.raises(APIError, match=r"exceeds grid limits. Max rows: 6, max columns: 3"):
-        ws.append_rows([["a", "b", "c", "d"]])
+    assert emu.values(book.id, "Log")[-2:] == [["d4", "d"], ["d5", "e"]]
+    ws.append_rows([["d6", "f", "", "wide"]])  # and columns too
+    assert (emu.sheet_state(book.id, "Log").row_count, emu.sheet_state(book.id, "Log").column_count) == (7, 4)
 
 
 def test_writes_beyond_the_grid_are_refused_like_google(emu: SheetsEmulator, book: gspread.Spreadsheet) -> None:
     ws = book.add_worksheet("Small", rows=3, cols=2)
-    with pytest.raises(APIError, match=r"Range \('Small'!A4\) exceeds grid limits. Max rows: 3, max columns: 2"):
+    # As measured on Google: the message names the part of the write that lies past the grid.
+    with pytest.raises(APIError, match=r"Range \(Small!A4\) exceeds grid limits. Max rows: 3, max columns: 2"):
         ws.update([["x"]], "A4")
+    with pytest.raises(APIError, match=r"Range \(Small!C1\) exceeds grid limits"):
+        ws.update([["a", "b", "c"]], "A1")
+    with pytest.raises(APIError, match=r"Range \(Small!A4:B5\) exceeds grid limits"):
+        ws.update([["a"], ["b"], ["c"], ["d"], ["e"]], "A1")
     with pytest.raises(APIError, match=r"tried writing to column \[C\]"):
         ws.update([["a", "b", "c"]], "A1:B1")
     assert emu.values(book.id, "Small") == []
@@ -330,7 +393,7 @@ def test_range_echoes_and_range_errors(emu: SheetsEmulator, book: gspread.Spread
     session = emu.session()
 
     def get(rng: str) -> requests.Response:
-        return session.get(sheets_url(book.id, f"/values/{requests.utils.quote(rng, safe='')}"))
+        return session.get(sheets_url(book.id, f"/values/{quote(rng, safe='')}"))
 
     assert get("'It''s'!A1:A").json()["range"] == "'It''s'!A1:A10"
     assert get("'It''s'!A2:2").json()["range"] == "'It''s'!A2:E2"
@@ -341,14 +404,21 @@ def test_range_echoes_and_range_errors(emu: SheetsEmulator, book: gspread.Spread
     assert bad.status_code == 400
     assert bad.json() == {"error": {"code": 400, "message": "Unable to parse range: Nope!A1",
                                     "status": "INVALID_ARGUMENT"}}
-    assert get("'It''s'!A1:F1").json()["error"]["message"] == (
-        "Range ('It''s'!A1:F1) exceeds grid limits. Max rows: 10, max columns: 5")
+    # As measured on Google: an end past the grid is clamped, a start outside it is refused.
+    assert get("'It''s'!D1:Z30").json()["range"] == "'It''s'!D1:E10"
+    assert get("'It''s'!F1:G2").json()["error"]["message"] == (
+        "Range ('It''s'!F1:G2) exceeds grid limits. Max rows: 10, max columns: 5")
+    assert get("'It''s'!A:F").json()["error"]["message"] == (
+        "Range ('It''s'!A:F) exceeds grid limits. Max rows: 10, max columns: 5")
+    assert get("Z2000").json()["error"]["message"] == (
+        "Range (Sheet1!Z2000) exceeds grid limits. Max rows: 1000, max columns: 26")
 
 
 def test_requests_are_recorded_with_their_options(emu: SheetsEmulator, book: gspread.Spreadsheet) -> None:
+    ws = book.sheet1
     emu.reset_requests()
-    book.sheet1.update([["=2*3"]], "B2", raw=False)
-    book.sheet1.batch_clear(["A1:A2", "B2"])
+    ws.update([["=2*3"]], "B2", raw=False)
+    ws.batch_clear(["A1:A2", "B2"])
     recorded = emu.requests
     update = recorded[-2]
     assert (update.method, update.endpoint, update.range) == ("PUT", "values.update", "'Sheet1'!B2")
@@ -375,6 +445,7 @@ def test_fail_next_html_503_is_observable_and_changes_nothing(emu: SheetsEmulato
     assert emu.values(book.id, "Sheet1") == [[], ["kept"]]
     assert [r.failed_status for r in emu.requests] == [503, 503, None]
     assert [r.status for r in emu.requests] == [503, 503, 200]
+    assert all(r.endpoint == "values.update" for r in emu.requests)
 
 
 def test_fail_next_json_bodies_use_googles_codes(emu: SheetsEmulator, book: gspread.Spreadsheet) -> None:
@@ -500,7 +571,8 @@ def test_formats_validations_protection_notes_and_charts(emu: SheetsEmulator, bo
     assert meta["charts"][0]["chartId"] == chart["chartId"]
     assert meta["protectedRanges"][0]["range"] == {"startRowIndex": 0, "endRowIndex": 1,
                                                    "startColumnIndex": 0, "endColumnIndex": 2}
-    formats = book.fetch_sheet_metadata({"ranges": "Sheet1!A1", "fields": "sheets.data.rowData.values.userEnteredFormat"})
+    formats = book.fetch_sheet_metadata({"ranges": "Sheet1!A1",
+                                         "fields": "sheets.data.rowData.values.userEnteredFormat"})
     assert formats["sheets"][0]["data"][0]["rowData"][0]["values"][0]["userEnteredFormat"] == state.formats["A1"]
 
 

@@ -249,8 +249,12 @@ class GoogleBackend:
                     for name, value in record.items():
                         line[index[normalise_header(name)]] = raw_value(value)
                     block.append(line)
-                first = len([r for r in grid if any(str(v).strip() for v in r)]) + 1 if grid else 2
-                values.append({"range": f"{quote_title(title)}!A{max(first, 2)}", "values": block})
+                first = max(len(grid) + 1, 2)
+                grid_rows = props.get("gridProperties", {}).get("rowCount", 1000)
+                if first + len(block) - 1 > grid_rows:
+                    formatting.append({"appendDimension": {"sheetId": sheet_id, "dimension": "ROWS",
+                                                           "length": first + len(block) - 1 - grid_rows}})
+                values.append({"range": f"{quote_title(title)}!A{first}", "values": block})
                 changes.append(f"{title}: added {len(rows)} sample row(s)")
         if formatting:
             self._call("formatting headers", self.http.batch_update, self.key, {"requests": formatting})

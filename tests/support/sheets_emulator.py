@@ -28,12 +28,22 @@ Deliberate simplifications (everything else aims to be Google's observable behav
   TODAY() and NOW() use UTC (the spreadsheet time zone is Etc/GMT).  FORMULA rendering
   always returns the formula text exactly as entered.
 * Number formatting: the automatic format prints integers plainly and other numbers with up
-  to 10 significant digits; explicit NUMBER/PERCENT/CURRENCY/SCIENTIFIC and
+  to 10 significant digits.  Formula results get no inferred number format (Google shows
+  ``=A1+1`` of a date as a date; here it is a plain number), except the automatic date format
+  of TODAY()/DATE()/NOW().  Explicit NUMBER/PERCENT/CURRENCY/SCIENTIFIC and
   DATE/TIME/DATE_TIME patterns support the common tokens only.
 * USER_ENTERED parsing recognises numbers (also with thousands separators), percentages,
   dollar amounts, TRUE/FALSE, ISO and US dates, ISO date-times, times, formulas and the
   leading-apostrophe text marker - not every locale-specific form Google accepts.
-* Charts are stored as sent (plus a chartId and the default border); they are not drawn.
+* values.append finds "the table" as the block of data that grows (down, and sideways) from the
+  first filled row inside the range, and writes after its last row: a blank row ends a table.
+* Charts are stored as sent (plus a chartId and the default border); they are not drawn, and
+  only overlay charts (``position.overlayPosition``) are accepted.
+* Error codes and statuses are always Google's; the message texts come from recordings where
+  one exists (unknown spreadsheet, private spreadsheet, bad range, bad field value) and are
+  close paraphrases of Google's wording otherwise.
+* Authorization: any ``Authorization`` header is accepted; a request without one gets 401
+  UNAUTHENTICATED (``SheetsEmulator(require_auth=False)`` turns that off).
 * Request kinds that Google has but the emulator does not implement answer 400 and say so.
 """
 
@@ -41,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -52,6 +63,7 @@ import string
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,12 +71,16 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+from requests import PreparedRequest, Response, Session
 from requests.adapters import HTTPAdapter
 
 __all__ = [
     "A1",
     "A1Range",
+    "FieldMask",
     "GridRange",
+    "InputParser",
+    "NumberFormatter",
     "RecordedRequest",
     "SheetState",
     "SheetsApiError",
@@ -290,6 +306,27 @@ class A1:
     @classmethod
     def format(cls, title: str, grid: GridRange) -> str:
         return f"{cls.quote_title(title)}!{cls.format_cells(grid)}"
+
+    @classmethod
+    def format_range(cls, title: str, grid: GridRange) -> str:
+        """Like ``format`` but open ends stay open: ``Sheet1!A:ZZ``, ``Sheet1!3:5``, ``Sheet1!B2:D``."""
+        if grid.end_row is not None and grid.end_col is not None:
+            return cls.format(title, grid)
+        column_form = grid.end_row is None and grid.start_row == 0
+        row_form = grid.end_col is None and grid.start_col == 0
+        start = ("" if row_form else cls.column_letters(grid.start_col)) + \
+                ("" if column_form else str(grid.start_row + 1))
+        end = ("" if grid.end_col is None else cls.column_letters(grid.end_col - 1)) + \
+              ("" if grid.end_row is None else str(grid.end_row))
+        return f"{cls.quote_title(title)}!{start}:{end}"
+
+    @staticmethod
+    def outside(area: GridRange, rows: int, cols: int) -> GridRange:
+        """The part of a bounded *area* past a rows x cols grid (the columns past it, else the rows)."""
+        assert area.end_row is not None and area.end_col is not None
+        if area.end_col > cols:
+            return GridRange(area.start_row, area.end_row, max(area.start_col, cols), area.end_col)
+        return GridRange(max(area.start_row, rows), area.end_row, area.start_col, area.end_col)
 
     @classmethod
     def parse(cls, text: str) -> A1Range:
@@ -849,7 +886,7 @@ class CellFormats:
     def normalise(cls, fmt: Mapping[str, Any] | None) -> dict[str, Any]:
         if not fmt:
             return {}
-        out = _drop_nulls(copy.deepcopy(dict(fmt)))
+        out: dict[str, Any] = _drop_nulls(copy.deepcopy(dict(fmt)))
         cls.link(out, "backgroundColor", "backgroundColorStyle")
         if isinstance(out.get("textFormat"), dict):
             cls.link(out["textFormat"], "foregroundColor", "foregroundColorStyle")
@@ -1549,10 +1586,12 @@ class _Functions:
 
     @staticmethod
     def fn_date(args: list[Any]) -> Any:
-        parts = [_Ops.to_number(a) for a in args[:3]]
-        for part in parts:
+        parts: list[float] = []
+        for arg in args[:3]:
+            part = _Ops.to_number(arg)
             if isinstance(part, FormulaError):
                 return part
+            parts.append(part)
         year, month, day = (int(p) for p in parts)
         first = dt.datetime(year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
         return float(_to_serial(first + dt.timedelta(days=day - 1)))
@@ -1619,7 +1658,7 @@ class ValueRenderer:
         table = [[self.render(sheet, r, c) for c in range(grid.start_col, last_col)]
                  for r in range(grid.start_row, last_row)]
         if major == "COLUMNS":
-            table = [list(col) for col in zip(*table)] if table else []
+            table = [list(col) for col in zip(*table, strict=True)] if table else []
         out = []
         for line in table:
             line = ["" if v is None else v for v in line]
@@ -1655,7 +1694,8 @@ class Sheet:
 
     @property
     def grid_properties(self) -> dict[str, Any]:
-        return self.properties.setdefault("gridProperties", {})
+        grid: dict[str, Any] = self.properties.setdefault("gridProperties", {})
+        return grid
 
     @property
     def row_count(self) -> int:
@@ -1666,8 +1706,18 @@ class Sheet:
         return int(self.grid_properties.get("columnCount", 0))
 
     def cell(self, row: int, col: int) -> Cell:
-        """The cell at (row, col), created empty if needed."""
-        return self.cells.setdefault((row, col), Cell())
+        """The cell at (row, col), ready to change: always a fresh copy stored in its place.
+
+        Cells are never changed in place, so snapshots (see ``Spreadsheet.clone``) can share them.
+        """
+        current = self.cells.get((row, col))
+        fresh = dataclasses.replace(current) if current is not None else Cell()
+        self.cells[(row, col)] = fresh
+        return fresh
+
+    def clone(self) -> "Sheet":
+        return Sheet(copy.deepcopy(self.properties), dict(self.cells), copy.deepcopy(self.protected_ranges),
+                     copy.deepcopy(self.charts))
 
     def prune(self, row: int, col: int) -> None:
         cell = self.cells.get((row, col))
@@ -1813,15 +1863,31 @@ class Spreadsheet:
         return sheet, parsed.cells
 
     def bounded(self, text: str) -> tuple[Sheet, GridRange]:
-        """Like resolve, closed at the grid's edge; 400 "exceeds grid limits" if it reaches past it."""
+        """The cells a read or clear covers, closed at the grid's edge.
+
+        As measured on Google: an end past the grid is clamped (``Z1:AA5`` -> ``Z1:Z5`` on 26
+        columns), but a range starting outside the grid, or a whole-column (whole-row) range
+        reaching past it, is 400 "exceeds grid limits".
+        """
         sheet, cells = self.resolve(text)
-        grid = cells or GridRange()
-        if grid.exceeds(sheet.row_count, sheet.column_count):
-            raise SheetsApiError.grid_limits(text.strip(), sheet.row_count, sheet.column_count)
-        return sheet, grid.clamp(sheet.row_count, sheet.column_count)
+        rows, cols = sheet.row_count, sheet.column_count
+        if cells is None:
+            return sheet, GridRange(0, rows, 0, cols)
+        starts_outside = cells.start_row >= rows or cells.start_col >= cols
+        too_wide = cells.end_row is None and (cells.end_col or 0) > cols
+        too_long = cells.end_col is None and (cells.end_row or 0) > rows
+        if starts_outside or too_wide or too_long:
+            raise SheetsApiError.grid_limits(A1.format_range(sheet.title, cells), rows, cols)
+        return sheet, GridRange(cells.start_row, min(cells.end_row or rows, rows),
+                                cells.start_col, min(cells.end_col or cols, cols))
 
     def total_cells(self) -> int:
         return sum(s.row_count * s.column_count for s in self.sheets)
+
+    def clone(self) -> "Spreadsheet":
+        """A copy to apply a request to; unchanged cells are shared, not copied."""
+        return Spreadsheet(self.spreadsheet_id, copy.deepcopy(self.properties), [s.clone() for s in self.sheets],
+                           self.private)
 
     def url(self) -> str:
         return f"https://docs.google.com/spreadsheets/d/{self.spreadsheet_id}/edit"
@@ -1903,28 +1969,29 @@ class ValuesService:
     @staticmethod
     def _write_rows(sheet: Sheet, top: int, left: int, rows: list[list[Any]], option: str,
                     limit: GridRange | None, text: str) -> WriteSummary:
-        """Write *rows* at (top, left), within *limit* if the range was a rectangle."""
+        """Write *rows* at (top, left): within *limit* if the range was a rectangle, always within the grid."""
+        width = max((len(row) for row in rows), default=0)
+        if rows and width:
+            area = GridRange(top, top + len(rows), left, left + width)
+            if limit is not None:
+                assert limit.end_row is not None and limit.end_col is not None
+                if area.end_row > limit.end_row:
+                    raise SheetsApiError.invalid(
+                        f"Requested writing within range [{text}], but tried writing to row [{limit.end_row + 1}]")
+                if area.end_col > limit.end_col:
+                    raise SheetsApiError.invalid(
+                        f"Requested writing within range [{text}], but tried writing to column "
+                        f"[{A1.column_letters(limit.end_col)}]")
+            if area.exceeds(sheet.row_count, sheet.column_count):
+                past = A1.outside(area, sheet.row_count, sheet.column_count)
+                raise SheetsApiError.grid_limits(A1.format(sheet.title, past), sheet.row_count, sheet.column_count)
         written: set[tuple[int, int]] = set()
         for r, row in enumerate(rows):
             for c, raw in enumerate(row):
-                row_i, col_i = top + r, left + c
-                if limit is not None:
-                    assert limit.end_row is not None and limit.end_col is not None
-                    if row_i >= limit.end_row:
-                        raise SheetsApiError.invalid(
-                            f"Requested writing within range [{text}], but tried writing to row [{row_i + 1}]")
-                    if col_i >= limit.end_col:
-                        raise SheetsApiError.invalid(
-                            f"Requested writing within range [{text}], but tried writing to column "
-                            f"[{A1.column_letters(col_i)}]")
-                if row_i >= sheet.row_count or col_i >= sheet.column_count:
-                    area = GridRange(top, top + len(rows), left, left + max(len(x) for x in rows))
-                    raise SheetsApiError.grid_limits(A1.format(sheet.title, area), sheet.row_count,
-                                                     sheet.column_count)
                 if raw is None:
                     continue  # null leaves the cell as it is
-                sheet.write(row_i, col_i, InputParser.parse(raw, option))
-                written.add((row_i, col_i))
+                sheet.write(top + r, left + c, InputParser.parse(raw, option))
+                written.add((top + r, left + c))
         grid = None
         if written:
             grid = GridRange(min(r for r, _ in written), max(r for r, _ in written) + 1,
@@ -1935,12 +2002,13 @@ class ValuesService:
         """values.update semantics for one range: a single cell or a sheet anchors, a rectangle bounds."""
         sheet, cells = doc.resolve(text)
         grid = cells or GridRange()
-        if grid.start_row >= sheet.row_count or grid.start_col >= sheet.column_count:
-            raise SheetsApiError.grid_limits(text.strip(), sheet.row_count, sheet.column_count)
+        rows, cols = sheet.row_count, sheet.column_count
         anchor_only = cells is None or (cells.end_row == cells.start_row + 1 and cells.end_col == cells.start_col + 1)
-        limit = None if anchor_only else grid.clamp(sheet.row_count, sheet.column_count)
-        if limit is not None and grid.exceeds(sheet.row_count, sheet.column_count):
-            raise SheetsApiError.grid_limits(text.strip(), sheet.row_count, sheet.column_count)
+        limit = None if anchor_only else grid.clamp(rows, cols)
+        if limit is not None and grid.exceeds(rows, cols):
+            past = A1.outside(GridRange(grid.start_row, max(limit.end_row or 0, grid.start_row + 1),
+                                        grid.start_col, max(limit.end_col or 0, grid.start_col + 1)), rows, cols)
+            raise SheetsApiError.grid_limits(A1.format(sheet.title, past), rows, cols)
         rows = self._rows(value_range)
         summary = self._write_rows(sheet, grid.start_row, grid.start_col, rows, option, limit, text.strip())
         if summary.grid is None:
@@ -1959,7 +2027,8 @@ class ValuesService:
         value_range = ShapeChecker.clean(body if body is not None else {}, "ValueRange", "data")
         option = params.required_input_option()
         if "range" in value_range and value_range["range"].strip() != text.strip():
-            if doc.resolve(value_range["range"]) != doc.resolve(text):
+            (body_sheet, body_cells), (url_sheet, url_cells) = doc.resolve(value_range["range"]), doc.resolve(text)
+            if body_sheet is not url_sheet or body_cells != url_cells:
                 raise SheetsApiError.invalid(
                     f"Requested range [{value_range['range']}] doesn't match the range in the URL [{text}]")
         summary = self.write_range(doc, text, value_range, option)
@@ -2016,15 +2085,14 @@ class ValuesService:
             top, left = grid.start_row, grid.start_col
         height = len(rows)
         width = max((len(r) for r in rows), default=0)
-        if left + width > sheet.column_count:
-            raise SheetsApiError.grid_limits(A1.format(sheet.title, GridRange(top, top + 1, sheet.column_count,
-                                                                              sheet.column_count + 1)),
-                                             sheet.row_count, sheet.column_count)
         if height:
+            # Appending past the grid's edge adds the rows and columns needed (both insert options).
             if insert == "INSERT_ROWS":
                 sheet.shift("ROWS", top, height)
             elif top + height > sheet.row_count:
                 sheet.grid_properties["rowCount"] = top + height
+            if left + width > sheet.column_count:
+                sheet.grid_properties["columnCount"] = left + width
             if doc.total_cells() > MAX_CELLS:
                 raise SheetsApiError.invalid(
                     f"This action would increase the number of cells in the workbook above the limit of "
@@ -2041,7 +2109,7 @@ class ValuesService:
     @staticmethod
     def clear_range(doc: Spreadsheet, text: str) -> str:
         sheet, grid = doc.bounded(text)
-        for key in [k for k in sheet.cells if grid.contains(*k)]:
+        for key in [k for k, c in sheet.cells.items() if c.has_value() and grid.contains(*k)]:
             sheet.write(key[0], key[1], ParsedInput(clear=True))
         return A1.format(sheet.title, grid)
 
@@ -2166,12 +2234,13 @@ class BatchUpdateService:
                 (grid.end_col is not None and grid.end_col < grid.start_col):
             raise ctx.error("GridRange end index must not be less than its start index")
         bounded = grid.clamp(sheet.row_count, sheet.column_count)
-        if (bounded.end_row or 0) > sheet.row_count or (bounded.end_col or 0) > sheet.column_count:
-            shown = A1.format(sheet.title, GridRange(bounded.start_row, max(bounded.end_row or 1, bounded.start_row + 1),
-                                                     bounded.start_col, max(bounded.end_col or 1,
-                                                                            bounded.start_col + 1)))
-            raise ctx.error(f"Range ({shown}) exceeds grid limits. Max rows: {sheet.row_count}, "
-                            f"max columns: {sheet.column_count}")
+        assert bounded.end_row is not None and bounded.end_col is not None
+        if (bounded.end_row > sheet.row_count or bounded.end_col > sheet.column_count
+                or bounded.start_row > sheet.row_count or bounded.start_col > sheet.column_count):
+            shown = GridRange(bounded.start_row, max(bounded.end_row, bounded.start_row + 1),
+                              bounded.start_col, max(bounded.end_col, bounded.start_col + 1))
+            raise ctx.error(f"Range ({A1.format(sheet.title, shown)}) exceeds grid limits. "
+                            f"Max rows: {sheet.row_count}, max columns: {sheet.column_count}")
         return sheet, bounded
 
     @staticmethod
@@ -2303,16 +2372,28 @@ class BatchUpdateService:
         if grid.get("frozenColumnCount", 0) >= sheet.column_count:
             raise ctx.error("You can't freeze all visible columns on the sheet.")
 
-    def _write_cells(self, sheet: Sheet, positions: Iterator[tuple[tuple[int, int], Mapping[str, Any]]],
+    @staticmethod
+    def _write_cells(sheet: Sheet, positions: Iterator[tuple[tuple[int, int], Mapping[str, Any]]],
                      mask: FieldMask) -> None:
+        """Apply CellData *sources* through *mask* at each position (repeatCell / updateCells)."""
+        blank_results: dict[int, Cell] = {}  # one shared result per source for cells that were empty
         for (row, col), data in positions:
-            source = dict(data)
-            if "userEnteredFormat" in source:
-                source["userEnteredFormat"] = CellFormats.normalise(source["userEnteredFormat"])
-            target = sheet.cell(row, col).to_json()
-            mask.apply(target, source)
-            sheet.cells[(row, col)] = Cell.from_json(target)
-            sheet.prune(row, col)
+            current = sheet.cells.get((row, col))
+            if current is None and id(data) in blank_results:
+                result = blank_results[id(data)]
+            else:
+                source = dict(data)
+                if "userEnteredFormat" in source:
+                    source["userEnteredFormat"] = CellFormats.normalise(source["userEnteredFormat"])
+                target = current.to_json() if current is not None else {}
+                mask.apply(target, source)
+                result = Cell.from_json(target)
+                if current is None:
+                    blank_results[id(data)] = result
+            if result.is_blank():
+                sheet.cells.pop((row, col), None)
+            else:
+                sheet.cells[(row, col)] = result
 
     def do_repeat_cell(self, doc: Spreadsheet, req: dict[str, Any], ctx: BatchContext) -> dict[str, Any]:
         sheet, grid = self.grid(doc, req.get("range", {}), ctx)
@@ -2381,9 +2462,12 @@ class BatchUpdateService:
                 raise ctx.error(f"ConditionType {kind} requires between {low} and {high} ConditionValues, "
                                 f"but {count} were specified.")
             rule = {k: v for k, v in rule.items() if v not in (False, "", None)}
+        shared = copy.deepcopy(rule) if rule else None  # cells are never changed in place: one copy will do
         for row, col in grid.cells():
-            cell = sheet.cell(row, col)
-            cell.validation = copy.deepcopy(rule) if rule else None
+            current = sheet.cells.get((row, col))
+            if current is None and shared is None:
+                continue
+            sheet.cells[(row, col)] = dataclasses.replace(current or Cell(), validation=shared)
             sheet.prune(row, col)
         return {}
 
@@ -3017,7 +3101,7 @@ class SheetsEmulator:
             self._faults.reset()
 
     # -- clients ----------------------------------------------------------------------------------
-    def session(self, token: str = DEFAULT_TOKEN) -> requests.Session:
+    def session(self, token: str = DEFAULT_TOKEN) -> Session:
         """A requests.Session whose calls to sheets.googleapis.com land on this emulator."""
         return emulator_session(self._started_url(), token)
 
@@ -3077,6 +3161,9 @@ class SheetsEmulator:
                 answer = _json_answer(200, payload, pretty)
             except SheetsApiError as error:
                 answer = _json_answer(error.code, error.body(), pretty)
+            except Exception:  # an emulator bug: answer like Google's 500 and show where it broke
+                traceback.print_exc(file=sys.stderr)
+                answer = _json_answer(500, SheetsApiError(500, "Internal error encountered.").body(), pretty)
         record.status = answer.status
         return answer
 
@@ -3122,7 +3209,7 @@ class SheetsEmulator:
         if endpoint == "values.batchGet":
             return self._values.batch_get(doc, params)
         # Mutations run on a copy that replaces the stored spreadsheet only if all of it succeeds.
-        work = copy.deepcopy(doc)
+        work = doc.clone()
         if endpoint == "spreadsheets.batchUpdate":
             result = BatchUpdateService(self._rng, self.owner_email).apply(work, body)
         elif endpoint == "values.update":
@@ -3220,7 +3307,7 @@ class SheetsRedirectAdapter(HTTPAdapter):
         super().__init__()
         self.base_url = base_url.rstrip("/")
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
         assert request.url is not None
         if request.url.startswith(GOOGLE_SHEETS_ORIGIN):
             request.url = self.base_url + request.url[len(GOOGLE_SHEETS_ORIGIN):]
@@ -3231,17 +3318,17 @@ class SheetsRedirectAdapter(HTTPAdapter):
 class _OfflineAdapter(HTTPAdapter):
     """Refuses every other https:// URL: a test session must never reach the real Google."""
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
         raise requests.ConnectionError(
             f"partnerloop test session: refusing to contact {request.url}; only the Sheets emulator is reachable")
 
 
-def emulator_session(base_url: str, token: str = DEFAULT_TOKEN) -> requests.Session:
+def emulator_session(base_url: str, token: str = DEFAULT_TOKEN) -> Session:
     """A requests.Session for product code under test: Sheets calls go to *base_url*, other HTTPS is refused.
 
     It sends a static ``Authorization: Bearer <token>`` header (the emulator accepts any token).
     """
-    session = requests.Session()
+    session = Session()
     session.trust_env = False  # no proxies or netrc from the environment
     session.mount("https://", _OfflineAdapter())
     session.mount(GOOGLE_SHEETS_ORIGIN + "/", SheetsRedirectAdapter(base_url))

@@ -1,0 +1,114 @@
+"""`partnerloop schedule`: run the jobs on the [schedule] lines until stopped (library `schedule`).
+
+Lines are words in the clinic's time zone: "weekdays at 09:30", "every 30 minutes", "every hour",
+"every day at 08:45", "monday at 08:00". One job's failure is logged and recorded in job health,
+and the others go on; the job locks keep two runs of one job apart, also against a
+`partnerloop run` started by cron. SIGTERM lets the running job hold its remaining emails, write
+back, and then the daemon exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+import schedule
+
+from automations.config import Settings
+from automations.errors import AlreadyRunning, ConfigError, PartnerloopError, where
+
+log = logging.getLogger("partnerloop.schedule")
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+FORMS = ('"every 30 minutes", "every hour", "every 2 hours", "every day at 08:45", "weekdays at 09:30", '
+         '"monday at 08:00" (also "every N seconds", for trials)')
+
+
+def add_line(scheduler: schedule.Scheduler, job: str, line: str, timezone: str, action: Callable[[], Any],
+             source: str = "config") -> None:
+    """Register *action* for one [schedule] line; ConfigError naming the line and the accepted forms."""
+    words = " ".join(line.lower().replace(",", " ").split())
+    every = re.fullmatch(r"every (\d+ )?(second|minute|hour)s?", words)
+    at = re.fullmatch(r"(?:every )?(day|daily|weekdays?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+                      r" at (\d{1,2}:\d{2})", words)
+    if every:
+        count = int(every.group(1) or 1)
+        unit = every.group(2) + "s"
+        if count < 1:
+            _refuse(source, job, line)
+        getattr(scheduler.every(count), unit).do(action).tag(job)
+        return
+    if not at:
+        _refuse(source, job, line)
+    day, clock = at.groups()
+    hours, minutes = (int(x) for x in clock.split(":"))
+    if hours > 23 or minutes > 59:
+        _refuse(source, job, line)
+    clock = f"{hours:02d}:{minutes:02d}"
+    days = {"day": ["day"], "daily": ["day"], "weekday": list(DAYS[:5]), "weekdays": list(DAYS[:5])}.get(day, [day])
+    for name in days:
+        getattr(scheduler.every(), name).at(clock, timezone).do(action).tag(job)
+
+
+def _refuse(source: str, job: str, line: str) -> None:
+    raise ConfigError(f"{source}: [schedule] {job} = {line!r}: expected one of {FORMS}")
+
+
+class Daemon:
+    """The scheduling loop; `run_once` is what a scheduled tick does for one job."""
+
+    def __init__(self, settings: Settings, run_job: Callable[[str, Callable[[], bool]], Any],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.run_job = run_job
+        self.sleep = sleep
+        self.stopping = threading.Event()
+        self.scheduler = schedule.Scheduler()
+        if not settings.schedule:
+            raise ConfigError(f"{settings.source}: [schedule] has no lines; add e.g. outreach = \"weekdays at 09:30\"")
+        for job, line in settings.schedule.items():
+            add_line(self.scheduler, job, line, settings.clinic.timezone, lambda job=job: self.run_once(job),
+                     str(settings.source))
+
+    def run_once(self, job: str) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            report = self.run_job(job, self.stopping.is_set)
+        except AlreadyRunning as exc:
+            log.info("%s: skipped, %s", job, exc)
+        except PartnerloopError as exc:
+            log.error("%s: failed: %s", job, exc)
+        except Exception as exc:  # a bug in one job never stops the others; job health records it
+            # Where, not what: an exception's text may quote a cell, and logs carry no patient data.
+            log.error("%s: failed with an unexpected error: %s", job, where(exc))
+        else:
+            for line in report.summary():
+                log.info("%s: %s", job, line)
+
+    def next_runs(self) -> list[str]:
+        lines = []
+        for job in self.settings.schedule:
+            runs = [j.next_run for j in self.scheduler.get_jobs(job) if j.next_run]
+            if runs:
+                lines.append(f"{job} ({self.settings.schedule[job]}): next {min(runs):%a %Y-%m-%d %H:%M}")
+        return lines
+
+    def stop(self, *_: Any) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: the running job finishes its write-back, then partnerloop exits")
+        self.stopping.set()
+
+    def forever(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        for line in self.next_runs():
+            log.info("scheduled %s", line)
+        while not self.stopping.is_set():
+            self.scheduler.run_pending()
+            idle = self.scheduler.idle_seconds
+            self.stopping.wait(timeout=min(max(idle if idle is not None else 1.0, 0.05), 1.0))
+        log.info("stopped")

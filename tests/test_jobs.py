@@ -1,0 +1,205 @@
+"""The jobs over 60 simulated days, on both backends, delivering to a real loopback SMTP server."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from zoneinfo import ZoneInfo
+
+from automations.check import init_sheet
+from automations.config import Settings
+from automations.executor import World, run_jobs
+from automations.jobs import JOBS
+from automations.mail.ledger import Ledger
+from automations.mail.transport import make_transport
+from automations.model import read_book
+from automations.sheets import open_backend
+from tests.conftest import Staff, google_settings, make_settings
+from tests.support.smtp_server import SmtpServer, parse_message
+
+DAY0 = date(2026, 11, 2)  # a Monday
+TZ = ZoneInfo("America/Chicago")
+ROW_JOBS = ["outreach", "discharge", "referrals_in", "events"]
+
+
+def d(n: int) -> date:
+    return DAY0 + timedelta(days=n)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+def sheet_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer) -> Settings:
+    email = {"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none", "timeout": 5}
+    if backend == "google":
+        return google_settings(tmp_path, request.getfixturevalue("emulator"), email=email)
+    return make_settings(tmp_path, email=email)
+
+
+def seed(settings: Settings) -> None:
+    partners = [
+        {"Partner ID": "P-0001", "Business": "Cold Gym", "Contact name": "Casey Cole", "Email": "cold@gym.example",
+         "Stage": "Prospect", "Why partner": "strength after rehab", "Phone": "555-0101"},
+        {"Partner ID": "P-0002", "Business": "Warm Yoga", "Contact name": "Wren Hale", "Email": "hello@warmyoga.example",
+         "Stage": "Prospect", "Introduced by": "Dr. Reyes", "Why partner": "gentle mobility"},
+        {"Partner ID": "P-0003", "Business": "Quiet Studio", "Email": "quiet@studio.example", "Stage": "Prospect",
+         "Do not email": "Yes"},
+        {"Partner ID": "P-0004", "Business": "Active Run Club", "Contact name": "Leo Martins", "Email": "run@club.example",
+         "Stage": "Active", "Perk": "two free group runs", "Referral procedure": "Coach Leo calls within 2 days"},
+        {"Partner ID": "P-0005", "Business": "Paused Gym", "Email": "paused@gym.example", "Stage": "Paused"},
+    ]
+    referrals = [
+        {"Referral ID": "R-0001", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Jordan",
+         "Patient last name": "Blake", "Patient email": "jordan@mail.example", "Consent": "Yes",
+         "Goal": "Back to running 5k", "Discharge date": d(8)},
+        {"Referral ID": "R-0002", "Direction": "Out", "Partner": "P-0005", "Patient first name": "Morgan",
+         "Consent": "Yes", "Goal": "Stairs without pain", "Discharge date": d(5)},
+        {"Referral ID": "R-0003", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Riley",
+         "Patient email": "riley@mail.example", "Consent": "Yes", "Goal": "Hike again", "Discharge date": d(25)},
+        {"Referral ID": "R-0004", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Avery",
+         "Consent": "", "Goal": "Knee strength", "Discharge date": d(4)},
+    ]
+    events = [
+        {"Event ID": "E-0001", "Event": "Healthy knees open house", "Date": d(40), "Partner": "Active Run Club",
+         "Kind": "Open house", "Location": "Clinic studio"},
+        {"Event ID": "E-0002", "Event": "Staff first-aid refresher", "Date": d(58), "Kind": "Talk",
+         "Location": "Clinic"},
+    ]
+    init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": referrals, "events": events})
+
+
+def staff_actions(staff: Staff) -> dict[int, Callable[[], None]]:
+    """What staff change by hand, on which day, before the jobs run."""
+    return {
+        1: lambda: staff.add("Referrals", Referral_ID="R-0006", Direction="In", Partner="Active Run Club",
+                             Patient_first_name="Sam", Consent="No", Referred_on=d(1).isoformat()),
+        3: lambda: staff.edit("Partners", "P-0002", Stage="Meeting", Meeting_date=d(10).isoformat()),
+        5: lambda: staff.edit("Referrals", "R-0006", First_visit=d(5).isoformat()),
+        9: lambda: staff.edit("Referrals", "R-0004", Consent="Yes"),
+        12: lambda: (staff.edit("Partners", "P-0002", Stage="Agreement"),
+                     staff.add("Referrals", Referral_ID="R-0005", Direction="In", Partner="P-0004",
+                               Patient_first_name="Quinn", Patient_last_name="Doe", Consent="Yes",
+                               Goal="Shoulder mobility", Referred_on=d(12).isoformat())),
+        15: lambda: staff.edit("Referrals", "R-0005", First_visit=d(15).isoformat()),
+        18: lambda: staff.add("Opt-outs", Email="cold@gym.example", Date=d(18).isoformat(), Reason="asked by phone"),
+        20: lambda: staff.edit("Referrals", "R-0003", Consent="Revoked"),
+        30: lambda: staff.edit("Referrals", "R-0005", Discharge_date=d(30).isoformat(), Visits=6),
+    }
+
+
+STAFF = "frontdesk@riverside-pt.example"
+EXPECTED = sorted([
+    (0, "outreach_intro", "cold@gym.example"),
+    (0, "outreach_warm_intro", "hello@warmyoga.example"),
+    (1, "referral_thanks", "run@club.example"),
+    (3, "meeting_confirmation", "hello@warmyoga.example"),
+    (7, "outreach_follow_up_1", "cold@gym.example"),
+    (8, "discharge_partner", "run@club.example"),
+    (8, "discharge_patient", "jordan@mail.example"),
+    (9, "discharge_partner", "run@club.example"),
+    (14, "partnership_welcome", "hello@warmyoga.example"),  # set on Saturday: held to Monday
+    (14, "referral_thanks", "run@club.example"),
+    (15, "referral_update", "run@club.example"),
+    (30, "referral_closed", "run@club.example"),
+    (37, "event_reminder", "run@club.example"),
+    (37, "event_reminder", STAFF),
+    (56, "event_reminder", STAFF),  # due Sunday: held to Monday
+])
+
+
+@pytest.mark.parametrize("backend", ["xlsx", "google"])
+def test_sixty_days_deliver_exactly_the_expected_emails(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer,
+    staff_for: Callable[[Settings], Staff], caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = sheet_settings(backend, tmp_path, request, smtp)
+    seed(settings)
+    staff = staff_for(settings)
+    actions = staff_actions(staff)
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    got: list[tuple[int, str, str]] = []
+    seen = 0
+    for day in range(60):
+        if day in actions:
+            actions[day]()
+        for minute in (0, 5):  # every day's jobs run twice: the second run must add nothing
+            now = datetime.combine(d(day), time(9, minute), TZ)
+            world = World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now)
+            run_jobs(world, ROW_JOBS)
+            if minute == 0:
+                after_first_run = len(smtp.messages)
+        assert len(smtp.messages) == after_first_run, f"day {day}: the second run sent again"
+        arrived = smtp.messages[seen:]
+        got += [(day, str(m.message["X-Partnerloop-Template"]), r) for m in arrived for r in m.recipients]
+        seen = len(smtp.messages)
+    assert sorted(got) == EXPECTED
+
+    book = read_book(open_backend(settings), settings)
+    partners = {p.id: p for p in book.partners}
+    assert partners["P-0001"].status == "Sequence stopped: the address is on Opt-outs"
+    assert partners["P-0003"].status == "Not emailed: Do not email is Yes"
+    assert partners["P-0002"].stage == "Agreement" and partners["P-0002"].stage_since == d(12)
+    referrals = {r.id: r for r in book.referrals}
+    assert referrals["R-0003"].status == "Not sent: consent revoked; nothing is shared with the partner"
+    assert referrals["R-0002"].status.startswith("Waiting: Paused Gym is at Stage Paused")
+    assert referrals["R-0001"].partner_emailed == d(8) and referrals["R-0001"].patient_emailed == d(8)
+    assert referrals["R-0005"].loop_closed == d(30)
+    assert referrals["R-0006"].status.startswith("Update not sent: Consent is No")
+    assert {e.id: e.reminder_sent for e in book.events} == {"E-0001": d(37), "E-0002": d(56)}
+
+    # Patient data: never in a subject, never in log output, never to a partner without consent.
+    patients = ["Jordan", "Blake", "jordan@mail.example", "Back to running", "Riley", "riley@mail.example",
+                "Hike again", "Avery", "Quinn", "Doe", "Shoulder mobility", "Morgan", "Sam"]
+    for message in smtp.messages:
+        subject = str(message.message["Subject"])
+        assert not any(p in subject for p in patients), subject
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("partnerloop"))
+    assert "sent discharge R-0001 discharge_patient" in ours  # logs name row IDs
+    for word in patients:
+        assert word not in ours
+    partner_mail = [parse_message(m.raw) for m in smtp.messages if "run@club.example" in m.recipients]
+    bodies = "\n".join(_text(m) for m in partner_mail)
+    assert "Riley" not in bodies and "Hike again" not in bodies  # consent revoked before discharge
+    assert "Morgan" not in bodies  # the partner was Paused
+    assert "Jordan" in bodies  # consent Yes: the partner is introduced
+
+
+def _text(message: Message) -> str:
+    parts = message.walk() if message.is_multipart() else [message]
+    return "\n".join(str(p.get_payload(decode=True), "utf-8") for p in parts if p.get_content_type() == "text/plain")
+
+
+def test_every_job_makes_a_constant_number_of_sheets_calls(tmp_path: Path, emulator: Any) -> None:
+    counts = {}
+    for rows in (10, 5000):
+        settings = google_settings(tmp_path / str(rows), emulator, email={"outbox_dir": str(tmp_path / f"out{rows}")})
+        partners = [{"Partner ID": "P-0001", "Business": "Due Gym", "Email": "due@gym.example", "Stage": "Prospect"}]
+        partners += [{"Partner ID": f"P-{i:05d}", "Business": f"Gym {i}", "Email": f"g{i}@gym.example",
+                      "Stage": "Active", "Stage since": d(0)} for i in range(2, rows + 1)]
+        referrals = [{"Referral ID": f"R-{i:05d}", "Direction": "In", "Partner": "Gym 2", "Patient first name": "A",
+                      "Thanks sent": d(0), "Loop closed": d(0), "Referred on": d(0)} for i in range(1, rows + 1)]
+        init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": referrals})
+        for job in [*ROW_JOBS, "all"]:
+            emulator.reset_requests()
+            now = datetime.combine(d(0), time(9, 0), TZ)
+            world = World(settings=settings, backend=open_backend(settings),
+                          ledger=Ledger.in_state_dir(settings.state_dir), clock=lambda: now,
+                          transport_factory=make_transport)
+            run_jobs(world, ROW_JOBS if job == "all" else [job])
+            requests = [r for r in emulator.requests if settings.sheet.key in r.path]
+            counts[(job, rows)] = len(requests)
+            if job == "all":
+                full_reads = [r for r in requests if r.path.endswith("values:batchGet") and len(r.ranges) == 4]
+                assert len(full_reads) == 1  # run --all reads the sheet once (a write-back re-reads only its tabs)
+    for job in [*ROW_JOBS, "all"]:
+        assert counts[(job, 10)] == counts[(job, 5000)], (job, counts)
+    assert counts[("all", 10)] <= 6
