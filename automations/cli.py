@@ -53,11 +53,22 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from automations.check import check_sheet
     from automations.sheets import open_backend
 
-    result = check_sheet(open_backend(settings), settings, now_from(args, settings).date())
-    for problem in result.problems:
-        say(str(problem))
+    from automations.mail.render import Renderer, TemplateProblem
+
+    today = now_from(args, settings).date()
+    result = check_sheet(open_backend(settings), settings, today)
+    template_problems = []
+    try:
+        Renderer(settings.templates_dir).check_all(settings.clinic, today)
+    except TemplateProblem as exc:
+        template_problems.append(f"Templates: {exc}")
+    for line in [*template_problems, *map(str, result.problems)]:
+        say(line)
     for lost in result.lost:
         say(f"not written: {lost}")
+    if template_problems and not result.problems:
+        say("check: the templates need fixing (see above); the rows are fine")
+        return 1
     if result.problems:
         say(f"check: {len(result.problems)} problem(s) in {result.rows} row(s); each is also in that row's "
             "Automation status. Fix the cells and run `partnerloop check` again.")

@@ -163,10 +163,29 @@ def _config_file(tmp_path: Path, settings: Settings) -> Path:
     """Write a config file equivalent to *settings* for the command line."""
     path = tmp_path / "settings.toml"
     sheet = settings.sheet
-    lines = ['[clinic]', 'timezone = "America/Chicago"', '[sheet]', f'backend = "{sheet.backend}"',
+    lines = ['[clinic]', 'timezone = "America/Chicago"', 'address = "120 Main Street, Springfield, IL 62701"', '[sheet]', f'backend = "{sheet.backend}"',
              f'path = "{sheet.path}"']
     if sheet.backend == "google":
         lines += [f'key = "{sheet.key}"', f'api_endpoint = "{sheet.api_endpoint}"']
     lines += ['[email]', f'outbox_dir = "{settings.email.outbox_dir}"', '[state]', f'dir = "{settings.state_dir}"']
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def test_a_broken_template_is_a_check_problem_naming_file_and_line(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from automations.config import DEFAULT_TEMPLATES
+
+    templates = tmp_path / "templates"
+    shutil.copytree(DEFAULT_TEMPLATES, templates)
+    broken = templates / "referral_thanks.html.j2"
+    broken.write_text(broken.read_text() + "\n{% if %}\n")
+    settings = make_settings(tmp_path)
+    config = _config_file(tmp_path, settings)
+    config.write_text(config.read_text() + f'[templates]\ndir = "{templates}"\n')
+    init_sheet(open_backend(settings), settings)
+    assert main(["--config", str(config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "Templates: " in out and "referral_thanks.html.j2 line" in out

@@ -1972,13 +1972,14 @@ class ValuesService:
         """Write *rows* at (top, left): within *limit* if the range was a rectangle, always within the grid."""
         width = max((len(row) for row in rows), default=0)
         if rows and width:
-            area = GridRange(top, top + len(rows), left, left + width)
+            bottom, right = top + len(rows), left + width
+            area = GridRange(top, bottom, left, right)
             if limit is not None:
                 assert limit.end_row is not None and limit.end_col is not None
-                if area.end_row > limit.end_row:
+                if bottom > limit.end_row:
                     raise SheetsApiError.invalid(
                         f"Requested writing within range [{text}], but tried writing to row [{limit.end_row + 1}]")
-                if area.end_col > limit.end_col:
+                if right > limit.end_col:
                     raise SheetsApiError.invalid(
                         f"Requested writing within range [{text}], but tried writing to column "
                         f"[{A1.column_letters(limit.end_col)}]")
@@ -2002,13 +2003,14 @@ class ValuesService:
         """values.update semantics for one range: a single cell or a sheet anchors, a rectangle bounds."""
         sheet, cells = doc.resolve(text)
         grid = cells or GridRange()
-        rows, cols = sheet.row_count, sheet.column_count
+        row_count, column_count = sheet.row_count, sheet.column_count
         anchor_only = cells is None or (cells.end_row == cells.start_row + 1 and cells.end_col == cells.start_col + 1)
-        limit = None if anchor_only else grid.clamp(rows, cols)
-        if limit is not None and grid.exceeds(rows, cols):
+        limit = None if anchor_only else grid.clamp(row_count, column_count)
+        if limit is not None and grid.exceeds(row_count, column_count):
             past = A1.outside(GridRange(grid.start_row, max(limit.end_row or 0, grid.start_row + 1),
-                                        grid.start_col, max(limit.end_col or 0, grid.start_col + 1)), rows, cols)
-            raise SheetsApiError.grid_limits(A1.format(sheet.title, past), rows, cols)
+                                        grid.start_col, max(limit.end_col or 0, grid.start_col + 1)),
+                              row_count, column_count)
+            raise SheetsApiError.grid_limits(A1.format(sheet.title, past), row_count, column_count)
         rows = self._rows(value_range)
         summary = self._write_rows(sheet, grid.start_row, grid.start_col, rows, option, limit, text.strip())
         if summary.grid is None:
