@@ -98,6 +98,7 @@ class World:
     transport_factory: Callable[[Settings], Transport] = make_transport
     progress: Callable[[str], None] = lambda line: None
     stop: Callable[[], bool] = lambda: False  # True once partnerloop is asked to stop: hold the rest, write back
+    mailbox: Callable[[Settings, Ledger], tuple[Any, ...]] | None = None  # new mailbox messages (replies job)
 
 
 def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit: int | None = None,
@@ -133,7 +134,7 @@ class _Run:
         self.last_send: float | None = None
         self.sent_this_run = 0
         self.writes: list[RowWrite] = []
-        self.log_rows: list[list[Any]] = []
+        self.book: Book | None = None
 
     def go(self) -> RunReport:
         from automations.jobs import JOBS
@@ -142,13 +143,18 @@ class _Run:
         run_ids = {} if self.dry_run else {job: self.ledger.start_run(job, now) for job in self.jobs}
         try:
             self.world.progress("reading the sheet")
-            book = read_book(self.world.backend, self.settings)
+            book = self.book = read_book(self.world.backend, self.settings)
             self.world.progress(f"read {len(book.partners)} partners, {len(book.referrals)} referrals, "
                                 f"{len(book.events)} events")
             blocked_rows = self._assign_ids(book)
+            inbox: tuple[Any, ...] = ()
+            if "replies" in self.jobs:
+                self.world.progress("reading the mailbox")
+                inbox = self._fetch_inbox()
             job_input = JobInput(book=book, now=now, settings=self.settings, seen_stages=self.ledger.seen_stages(),
                                  health=self.ledger.last_runs(), remembered=self._remembered(),
-                                 location=self.world.backend.location())
+                                 location=self.world.backend.location(), replied=self.ledger.replied(),
+                                 inbox=inbox, sent_messages=self.ledger.message_keys() if inbox else {})
             plans = [JOBS[job](job_input) for job in self.jobs]
             self.report.attention = sorted({f"{p.ref.tab} {p.ref.label}" for p in book.problems})
             emails = [e for plan in plans for e in plan.emails if e.row.row_id not in blocked_rows]
@@ -182,8 +188,15 @@ class _Run:
         return lost_ids
 
     def _remembered(self) -> dict[str, str]:
-        value = self.ledger.get_value("digest")
-        return {"digest": value} if value else {}
+        return {key: value for key in ("digest", "imap") if (value := self.ledger.get_value(key))}
+
+    def _fetch_inbox(self) -> tuple[Any, ...]:
+        fetch = self.world.mailbox
+        if fetch is None:
+            from automations.mailbox import fetch_new
+
+            fetch = fetch_new
+        return tuple(fetch(self.settings, self.ledger))
 
     # -- one email -----------------------------------------------------------------------------------
     def _one(self, email: Email, book: Book) -> None:
@@ -194,6 +207,10 @@ class _Run:
         record = self.ledger.get(email.key)
         if record is not None and record.state == "sent":
             return self._outcome(email, "already")
+        bounced = self.ledger.bounced(email.to_email)
+        if bounced is not None:
+            return self._status(email, "blocked", f"Not sent: the {email.recipient}'s address bounced on "
+                                f"{bounced.isoformat()}; correct it to send again")
         if record is not None and record.state == "sending":
             return self._status(email, "unknown", unknown_status(email))
         if not self.stop_sending and self.world.stop():
@@ -302,7 +319,11 @@ class _Run:
         for plan in plans:
             if plan.seen_stages:
                 self.ledger.remember_stages(plan.seen_stages)
-            for key, value in plan.remember.items():
+            self.ledger.record_replies(plan.replies)
+            self.ledger.record_bounces(plan.bounces)
+            for key, rows in plan.appends.items():
+                self._append_records(key, rows)
+            for key, value in plan.remember.items():  # last: e.g. the mailbox position, once its effects are kept
                 self.ledger.set_value(key, value)
             if plan.dashboard is not None:
                 self.world.backend.write_dashboard(plan.dashboard)
@@ -312,6 +333,27 @@ class _Run:
             self.ledger.mark_logged([r.key for r in to_log])
             self.report.log_rows = len(to_log)
         self.report.writes = merged
+
+    def _append_records(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append rows given by column name, in the order of the tab's header as staff arranged it."""
+        if not rows:
+            return
+        title = self.settings.sheet.title(key)
+        table = self.book.tables.get(key) if self.book is not None else None  # the header as read this run
+        if table is None:
+            raise PartnerloopError(f"{title}: tab is missing; run `partnerloop init` to add it")
+        from automations.cells import normalise_header
+
+        width = len(table.header)
+        lines = []
+        for record in rows:
+            line: list[Any] = [None] * width
+            for column, value in record.items():
+                index = table.index.get(normalise_header(column))
+                if index is not None:
+                    line[index] = value
+            lines.append(line)
+        self.world.backend.append(title, lines)
 
     def _specs(self) -> dict[str, Any]:
         return {self.settings.sheet.title(key): spec for key, spec in TABS.items()}

@@ -49,6 +49,9 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     """The email due for this partner now, or the status explaining why there is none."""
     today = inp.today
     first, second = inp.settings.follow_up_days
+    replied = inp.replied.get(p.id)
+    if replied is not None and p.stage in ("Prospect", "Contacted"):
+        return None, f"Replied {replied.isoformat()}: update Stage"  # a reply ends the sequence
     if p.stage in ("Prospect", "Contacted") and p.outreach_step < 3:
         reason = _cannot_email(inp, p)
         if reason:

@@ -51,6 +51,9 @@ class Plan:
     seen_stages: Mapping[str, str] = field(default_factory=dict)
     dashboard: Dashboard | None = None
     remember: Mapping[str, str] = field(default_factory=dict)  # values kept in the state dir (digest history)
+    appends: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)  # tab key -> new rows
+    replies: Mapping[str, date] = field(default_factory=dict)  # partner ID -> the day they replied
+    bounces: Mapping[str, date] = field(default_factory=dict)  # address -> the day it bounced
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class JobInput:
     health: Mapping[str, RunRecord] = field(default_factory=dict)
     remembered: Mapping[str, str] = field(default_factory=dict)
     location: str = ""
+    replied: Mapping[str, date] = field(default_factory=dict)  # partner ID -> the day they replied
+    inbox: tuple[Any, ...] = ()  # new messages in the clinic's mailbox (the replies job)
+    sent_messages: Mapping[str, SendKey] = field(default_factory=dict)  # Message-ID -> what it was
 
     @property
     def today(self) -> date:

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS seen_stages (partner_id TEXT PRIMARY KEY, stage TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replies (partner_id TEXT PRIMARY KEY, replied_on TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bounces (to_hash TEXT PRIMARY KEY, bounced_on TEXT NOT NULL);
 """
 
 
@@ -247,6 +249,29 @@ class Ledger:
     def set_value(self, key: str, value: str) -> None:
         with self._tx():
             self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+
+    # -- what the mailbox told us --------------------------------------------------------------------
+    def message_keys(self) -> dict[str, SendKey]:
+        """Message-ID of every email sent -> its ledger key: how a reply finds what it answers."""
+        return {r["message_id"]: SendKey(r["job"], r["row_id"], r["step"])
+                for r in self.db.execute("SELECT job, row_id, step, message_id FROM sends WHERE message_id != ''")}
+
+    def record_replies(self, replies: Mapping[str, date]) -> None:
+        with self._tx():
+            self.db.executemany("INSERT OR IGNORE INTO replies VALUES (?, ?)",
+                                [(pid, day.isoformat()) for pid, day in replies.items()])
+
+    def replied(self) -> dict[str, date]:
+        return {r["partner_id"]: date.fromisoformat(r["replied_on"]) for r in self.db.execute("SELECT * FROM replies")}
+
+    def record_bounces(self, bounces: Mapping[str, date]) -> None:
+        with self._tx():
+            self.db.executemany("INSERT OR IGNORE INTO bounces VALUES (?, ?)",
+                                [(address_hash(a), day.isoformat()) for a, day in bounces.items()])
+
+    def bounced(self, address: str) -> date | None:
+        row = self.db.execute("SELECT bounced_on FROM bounces WHERE to_hash=?", (address_hash(address),)).fetchone()
+        return date.fromisoformat(row["bounced_on"]) if row else None
 
     def records(self) -> Iterator[SendRecord]:
         for row in self.db.execute("SELECT * FROM sends ORDER BY claimed_at"):
