@@ -167,3 +167,60 @@ def test_unreadable_workbook_is_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(SheetError, match="cannot open the workbook"):
         open_backend(settings).read(["Partners"])
+
+
+# -- Google only: request budget and bounded retries ------------------------------------------------
+
+
+def _google(tmp_path: Path, emulator: Any) -> tuple[Settings, Any, list[float]]:
+    from automations.sheets.google import GoogleBackend
+
+    settings = google_settings(tmp_path, emulator)
+    slept: list[float] = []
+    backend = GoogleBackend(settings.sheet, sleep=slept.append)
+    init_sheet(backend, settings, {"partners": [partner(f"P-{i:04d}", f"Gym {i}") for i in range(1, 4)]})
+    return settings, backend, slept
+
+
+def _calls(emulator: Any, key: str) -> list[str]:
+    return [r.endpoint for r in emulator.requests if key in r.path]
+
+
+def test_google_request_budget_per_operation(tmp_path: Path, emulator: Any) -> None:
+    settings, backend, _ = _google(tmp_path, emulator)
+    key = settings.sheet.key
+    emulator.reset_requests()
+    read_book(backend, settings)
+    assert _calls(emulator, key) == ["spreadsheets.get", "values.batchGet"]
+    emulator.reset_requests()
+    backend.write(SPECS, [RowWrite("Partners", f"P-{i:04d}", {"Automation status": "ok", "Outreach step": i})
+                          for i in range(1, 4)])
+    assert _calls(emulator, key) == ["values.batchGet", "values.batchUpdate"]
+    updates = [r for r in emulator.requests if r.endpoint == "values.batchUpdate"]
+    assert updates[0].body["valueInputOption"] == "RAW"
+    emulator.reset_requests()
+    backend.append("Log", [["a"], ["b"]])
+    assert _calls(emulator, key) == ["values.append"]
+    assert emulator.requests[-1].query["valueInputOption"] == "RAW"
+
+
+@pytest.mark.parametrize(("status", "body"), [(429, "json"), (503, "html"), (500, "json"), (503, "json")])
+def test_google_retries_throttling_and_server_errors_with_backoff(tmp_path: Path, emulator: Any,
+                                                                  status: int, body: str) -> None:
+    settings, backend, slept = _google(tmp_path, emulator)
+    emulator.fail_next(3, status=status, body=body)
+    book = read_book(backend, settings)
+    assert [p.id for p in book.partners] == ["P-0001", "P-0002", "P-0003"]
+    assert len(slept) == 3 and all(0 <= s <= 32 for s in slept)
+    assert backend.http.retries == 3
+
+
+def test_google_gives_up_after_a_bounded_number_of_attempts(tmp_path: Path, emulator: Any) -> None:
+    settings, backend, slept = _google(tmp_path, emulator)
+    emulator.reset_requests()
+    emulator.fail_next(50, status=503, body="html")
+    with pytest.raises(SheetError, match="Google Sheets answered 503"):
+        read_book(backend, settings)
+    assert len(emulator.requests) == backend.http.attempts
+    assert len(slept) == backend.http.attempts - 1
+    emulator.reset_faults()
