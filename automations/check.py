@@ -45,7 +45,7 @@ def status_writes(book: Book) -> list[RowWrite]:
     """A status for every row: its problems, or clearing a problem status that no longer applies."""
     grouped = book.problems_by_ref()
     writes = [ref.write({"Automation status": problem_status(messages)}) for ref, messages in grouped.items()]
-    for row in (*book.partners, *book.referrals, *book.events):
+    for row in book.rows():
         if row.ref not in grouped and row.status.startswith(NEEDS_ATTENTION):
             writes.append(row.ref.write({"Automation status": CHECKED}))
     return writes

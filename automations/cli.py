@@ -51,9 +51,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from automations.check import check_sheet
-    from automations.sheets import open_backend
-
     from automations.mail.render import Renderer, TemplateProblem
+    from automations.sheets import open_backend
 
     today = now_from(args, settings).date()
     result = check_sheet(open_backend(settings), settings, today)

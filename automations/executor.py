@@ -20,11 +20,15 @@ from automations.config import Settings
 from automations.errors import MailError, PartnerloopError
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.locks import JobLock
-from automations.mail.ledger import Ledger, SendKey
+from automations.mail.ledger import Ledger
 from automations.mail.message import build_message
-from automations.mail.render import RenderError, Renderer
+from automations.mail.render import Renderer, RenderError
 from automations.mail.transport import (
-    OutcomeUnknown, RecipientRefused, TemporaryFailure, Transport, make_transport,
+    OutcomeUnknown,
+    RecipientRefused,
+    TemporaryFailure,
+    Transport,
+    make_transport,
 )
 from automations.model import Book, read_book
 from automations.schema import TABS
@@ -183,7 +187,7 @@ class _Run:
         if not book.new_ids or self.dry_run:
             return set()
         report = self.world.backend.write(self._specs(), book.new_ids)
-        lost_ids = {w.row_id for w in book.new_ids if any(w.row_id in line for line in report.lost)}
+        lost_ids = {row_id for _, row_id in report.lost_rows}
         self.report.lost += report.lost
         return lost_ids
 

@@ -16,8 +16,10 @@ from typing import Any, Mapping, Sequence
 from automations import cells
 from automations.config import Settings
 from automations.errors import CellError, SheetLayoutError
-from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS, TABS, Column, TabSpec
+from automations.schema import EVENTS, PARTNERS, REFERRALS, TABS, Column, TabSpec
 from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint
+
+Day = date  # Event has a field named `date`; annotations inside it use this name
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class Referral:
 class Event:
     ref: RowRef
     name: str
-    date: date | None
+    date: Day | None
     partner_text: str
     partner: Partner | None
     kind: str
@@ -118,7 +120,7 @@ class Event:
     attendees: int | None
     new_patients: int | None
     notes: str
-    reminder_sent: date | None
+    reminder_sent: Day | None
     status: str
     problems: tuple[str, ...] = ()
 
@@ -158,6 +160,10 @@ class Book:
         key = address.lower()
         return key in self.opted_out or any(p.do_not_email and p.email and p.email.lower() == key for p in self.partners)
 
+    def rows(self) -> list[Partner | Referral | Event]:
+        """Every row with an ID, tab by tab."""
+        return [*self.partners, *self.referrals, *self.events]
+
     def problems_by_ref(self) -> dict[RowRef, list[str]]:
         grouped: dict[RowRef, list[str]] = {}
         for problem in self.problems:
@@ -172,7 +178,7 @@ def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_K
     """Read the tabs in one request and parse them; a missing tab or column raises SheetLayoutError."""
     titles = {key: settings.sheet.title(key) for key in keys}
     tables = backend.read(list(titles.values()))
-    for key, title in titles.items():
+    for title in titles.values():
         if tables.get(title) is None:
             raise SheetLayoutError(f"{title}: tab is missing; run `partnerloop init` to add it")
     for key, title in titles.items():
@@ -183,7 +189,7 @@ def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_K
             named = ", ".join(repr(m) for m in missing)
             what = f"column {named} is" if len(missing) == 1 else f"columns {named} are"
             raise SheetLayoutError(f"{title}: {what} missing; run `partnerloop init` to add {'it' if len(missing) == 1 else 'them'}")
-    return parse_book({key: tables[title] for key, title in titles.items() if tables[title] is not None}, titles)
+    return parse_book({key: table for key, title in titles.items() if (table := tables[title]) is not None}, titles)
 
 
 def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str]) -> Book:
@@ -198,7 +204,7 @@ def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str]) -> Book:
         book.referrals = [_referral(r, index) for r in _rows(tables["referrals"], REFERRALS, book)]
     if "events" in tables:
         book.events = [_event(r, index) for r in _rows(tables["events"], EVENTS, book)]
-    for row in (*book.partners, *book.referrals, *book.events):
+    for row in book.rows():
         book.problems += [Problem(row.ref, message) for message in row.problems]
     return book
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from automations.errors import PartnerloopError
 from automations.jobs import JOBS
 from automations.jobs.plan import JobInput
 from automations.mail.render import Renderer
 from automations.model import read_book
-from automations.errors import PartnerloopError
 
 
 def preview(world: Any, job: str, row_id: str | None = None) -> list[str]:

@@ -14,7 +14,8 @@ import re
 import signal
 import threading
 import time
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, NoReturn
 
 import schedule
 
@@ -53,7 +54,7 @@ def add_line(scheduler: schedule.Scheduler, job: str, line: str, timezone: str, 
         getattr(scheduler.every(), name).at(clock, timezone).do(action).tag(job)
 
 
-def _refuse(source: str, job: str, line: str) -> None:
+def _refuse(source: str, job: str, line: str) -> NoReturn:
     raise ConfigError(f"{source}: [schedule] {job} = {line!r}: expected one of {FORMS}")
 
 
@@ -70,7 +71,7 @@ class Daemon:
         if not settings.schedule:
             raise ConfigError(f"{settings.source}: [schedule] has no lines; add e.g. outreach = \"weekdays at 09:30\"")
         for job, line in settings.schedule.items():
-            add_line(self.scheduler, job, line, settings.clinic.timezone, lambda job=job: self.run_once(job),
+            add_line(self.scheduler, job, line, settings.clinic.timezone, partial(self.run_once, job),
                      str(settings.source))
 
     def run_once(self, job: str) -> None:

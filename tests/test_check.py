@@ -82,10 +82,10 @@ def test_bad_rows_each_get_one_clear_message_and_a_status(
     assert by_id["Good Gym"] == ""
     assert by_id["Bad Stage"].startswith("Needs attention: Stage is 'Maybe later'")
     assert by_id['=HYPERLINK("http://x","y")'].startswith("Needs attention: Business holds a formula")
-    duplicate = [p for p in book.partners if p.business == "Duplicate ID Gym"][0]
+    duplicate = next(p for p in book.partners if p.business == "Duplicate ID Gym")
     assert duplicate.status.startswith("Needs attention: duplicate Partner ID")
     # The formula cell stays text on both backends.
-    assert ['=HYPERLINK("http://x","y")'] == [r[1] for r in staff.grid("Partners") if r[0] == "P-0009"]
+    assert [r[1] for r in staff.grid("Partners") if r[0] == "P-0009"] == ['=HYPERLINK("http://x","y")']
 
 
 def test_fixed_rows_get_their_problem_status_cleared(tmp_path: Path, staff_for: Callable[[Settings], Staff],

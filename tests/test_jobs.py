@@ -7,14 +7,13 @@ from datetime import date, datetime, time, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
-from zoneinfo import ZoneInfo
 
 from automations.check import init_sheet
 from automations.config import Settings
 from automations.executor import World, run_jobs
-from automations.jobs import JOBS
 from automations.mail.ledger import Ledger
 from automations.mail.transport import make_transport
 from automations.model import read_book

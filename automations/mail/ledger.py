@@ -15,7 +15,7 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -293,7 +293,7 @@ class _Transaction:
 
 def _utc(moment: datetime) -> str:
     """Times are stored in UTC, so that text order is time order across DST and zones."""
-    return moment.astimezone(timezone.utc).isoformat()
+    return moment.astimezone(UTC).isoformat()
 
 
 def _dumps(value: Any) -> str:

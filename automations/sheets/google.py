@@ -168,7 +168,7 @@ class GoogleBackend:
             return {}
         reply = self._call("reading tabs", self.http.values_batch_get, self.key,
                            [quote_title(t) for t in titles], params=READ_PARAMS)
-        return {t: r.get("values", []) for t, r in zip(titles, reply.get("valueRanges", []))}
+        return {t: r.get("values", []) for t, r in zip(titles, reply.get("valueRanges", []), strict=False)}
 
     # -- the Backend interface ---------------------------------------------------------------------
     def read(self, titles: Sequence[str]) -> dict[str, Table | None]:
