@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
 from automations.cells import is_blank, normalise_header, text
 from automations.schema import TabSpec
@@ -96,6 +96,7 @@ class WriteReport:
 
     cells: int = 0
     lost: list[str] = field(default_factory=list)
+    lost_rows: set[tuple[str, str]] = field(default_factory=set)  # (tab, row ID) of rows not found
 
 
 def plan_cells(
@@ -121,6 +122,7 @@ def plan_cells(
             number = positions[write.tab].get(write.row_id)
         if number is None:
             report.lost.append(f"{write.tab} {write.row_id}: row not found (deleted or its ID changed); not written")
+            report.lost_rows.add((write.tab, write.row_id))
             continue
         for column, value in write.values.items():
             col = table.index.get(normalise_header(column))
@@ -152,8 +154,26 @@ class DashboardBlock:
     title: str
     header: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
-    formats: tuple[str, ...] = ()  # per column: "", "int", "decimal", "percent", "date", "datetime"
+    formats: tuple[str, ...] = ()  # per column: "", "int", "decimal", "percent", "date", "datetime", "month"
     chart: str = ""  # "" or a chart title: a line/column chart of this block's rows
+    row_formats: tuple[str, ...] = ()  # per row, for every cell after the first (rows that are measures: KPIs)
+    new_page: bool = False  # printed or exported, the block starts a new page (a long table after the summary)
+
+    def format_of(self, row: int, col: int) -> str:
+        """The number format of one cell (0-based within the rows): the row's, else the column's."""
+        if col > 0 and row < len(self.row_formats) and self.row_formats[row]:
+            return self.row_formats[row]
+        return self.formats[col] if col < len(self.formats) else ""
+
+
+@dataclass(frozen=True)
+class PlacedBlock:
+    """Where a block lands on the Dashboard tab (1-based rows), the same on both backends."""
+
+    block: DashboardBlock
+    title_row: int
+    header_row: int
+    last_row: int  # the last data row; the header row when the block has no rows
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,33 @@ class Dashboard:
     title: str
     updated: datetime
     blocks: tuple[DashboardBlock, ...]
+
+    frozen_rows: ClassVar[int] = 2  # the title and the "Updated" line stay in view
+    chart_rows: ClassVar[int] = 16  # rows kept free beside a charted block, so its chart overlaps no other block
+
+    def layout(self) -> list[PlacedBlock]:
+        """Title on row 1, "Updated" on row 2, then each block (title, header, rows) after a blank row."""
+        placed = []
+        row = self.frozen_rows + 2
+        for block in self.blocks:
+            last = row + 1 + len(block.rows)
+            placed.append(PlacedBlock(block, row, row + 1, last))
+            bottom = max(last, row + self.chart_rows) if block.chart else last
+            row = bottom + 2
+        return placed
+
+    @property
+    def width(self) -> int:
+        """Columns used, a chart beside its block included (about 8 columns wide)."""
+        return max([2, *(len(b.header) + (9 if b.chart else 0) for b in self.blocks)])
+
+    @property
+    def height(self) -> int:
+        placed = self.layout()
+        if not placed:
+            return self.frozen_rows
+        last = placed[-1]
+        return max(last.last_row, last.header_row + self.chart_rows if last.block.chart else 0)
 
 
 class Backend(Protocol):
