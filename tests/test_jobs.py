@@ -202,3 +202,19 @@ def test_every_job_makes_a_constant_number_of_sheets_calls(tmp_path: Path, emula
     for job in [*ROW_JOBS, "all"]:
         assert counts[(job, 10)] == counts[(job, 5000)], (job, counts)
     assert counts[("all", 10)] <= 6
+
+
+def test_event_reminder_speaks_to_the_partner_and_to_staff_differently(tmp_path: Path) -> None:
+    from automations.jobs import JOBS
+    from automations.jobs.plan import JobInput
+    from automations.mail.render import Renderer
+
+    settings = make_settings(tmp_path)
+    seed(settings)
+    book = read_book(open_backend(settings), settings)
+    plan = JOBS["events"](JobInput(book=book, now=datetime.combine(d(37), time(9), TZ), settings=settings))
+    renderer = Renderer(settings.templates_dir)
+    texts = {e.recipient: renderer.render(e.template, e.context).text for e in plan.emails}
+    assert "Hi Leo," in texts["partner"] and "Hello team" not in texts["partner"]
+    assert "Hello team," in texts["staff"] and "Events tab (E-0001)" in texts["staff"]
+    assert "Events tab" not in texts["partner"]

@@ -112,6 +112,7 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
         "event": event,
         "digest": digest,
         "outreach": template.startswith("outreach_"),
+        "recipient": "partner",
         "unsubscribe_mailto": "mailto:partners@riverside-pt.example?subject=unsubscribe",
         "step": 1,
         "follow_up_days": [7, 14],

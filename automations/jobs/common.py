@@ -15,7 +15,8 @@ STATUS = "Automation status"
 
 
 def render_context(inp: JobInput, template: str, *, partner: Partner | None = None, referral: Referral | None = None,
-                   event: Event | None = None, digest: Any = None, step: int = 1) -> dict[str, Any]:
+                   event: Event | None = None, digest: Any = None, step: int = 1,
+                   recipient: str = "partner") -> dict[str, Any]:
     """Every key the templates may use (SPEC §5); rows are passed as they are, with attribute access."""
     clinic = inp.settings.clinic
     return {
@@ -25,6 +26,7 @@ def render_context(inp: JobInput, template: str, *, partner: Partner | None = No
         "event": event,
         "digest": digest,
         "outreach": template.startswith("outreach_"),
+        "recipient": recipient,  # partner, patient, staff or owner: who this copy is for
         "unsubscribe_mailto": unsubscribe_mailto(clinic),
         "step": step,
         "follow_up_days": list(inp.settings.follow_up_days),

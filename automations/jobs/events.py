@@ -22,6 +22,7 @@ def plan_events(inp: JobInput) -> Plan:
         if event.reminder_sent or event.date is None or not today <= event.date <= horizon:
             continue
         context = render_context(inp, "event_reminder", partner=event.partner, event=event)
+        staff_context = render_context(inp, "event_reminder", partner=event.partner, event=event, recipient="staff")
         sent = {"on_sent": {"Reminder sent": today}, "sent_status": f"Reminder sent {day(today)}"}
         partner = event.partner
         if partner is not None and partner.email and not partner.do_not_email and not inp.book.blocked(partner.email):
@@ -34,5 +35,5 @@ def plan_events(inp: JobInput) -> Plan:
         if staff:
             emails.append(Email(job="events", row=event.ref, step="staff", template="event_reminder",
                                 to_email=staff, to_name=inp.settings.clinic.name, recipient="staff",
-                                label="Staff reminder", context=context, **sent))  # type: ignore[arg-type]
+                                label="Staff reminder", context=staff_context, **sent))  # type: ignore[arg-type]
     return Plan("events", tuple(emails), tuple(writes))
