@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Callable
 
 from automations.check import problem_status
-from automations.jobs.plan import JobInput
+from automations.jobs.plan import Email, JobInput, Plan
 from automations.mail.message import unsubscribe_mailto
 from automations.model import Event, Partner, Referral, RowRef
 from automations.sheets.base import RowWrite
@@ -47,3 +47,24 @@ def attention(ref: RowRef, current: str, problems: tuple[str, ...]) -> list[RowW
 
 def day(value: date) -> str:
     return value.isoformat()
+
+
+Decision = tuple[list[Email], "str | None"]
+
+
+def plan_referrals(inp: JobInput, job: str, direction: str,
+                   decide: Callable[[JobInput, Referral], Decision]) -> Plan:
+    """The referral jobs' loop: rows of one Direction, bad rows get their problems, the rest *decide*."""
+    emails: list[Email] = []
+    writes: list[RowWrite] = []
+    for referral in inp.book.referrals:
+        if referral.direction != direction:
+            continue
+        if referral.problems:
+            writes += attention(referral.ref, referral.status, referral.problems)
+            continue
+        due, status = decide(inp, referral)
+        emails += due
+        if status is not None:
+            writes += status_write(referral.ref, referral.status, status)
+    return Plan(job, tuple(emails), tuple(writes))

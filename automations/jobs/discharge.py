@@ -6,28 +6,15 @@ partner in Agreement or Active. Without valid consent nobody is emailed and the 
 
 from __future__ import annotations
 
-from automations.jobs.common import attention, day, render_context, status_write
+from automations.jobs.common import day, plan_referrals, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Referral
-from automations.sheets.base import RowWrite
 
 READY_STAGES = ("Agreement", "Active")
 
 
 def plan_discharge(inp: JobInput) -> Plan:
-    emails: list[Email] = []
-    writes: list[RowWrite] = []
-    for referral in inp.book.referrals:
-        if referral.direction != "Out":
-            continue
-        if referral.problems:
-            writes += attention(referral.ref, referral.status, referral.problems)
-            continue
-        due, status = _decide(inp, referral)
-        emails += due
-        if status is not None:
-            writes += status_write(referral.ref, referral.status, status)
-    return Plan("discharge", tuple(emails), tuple(writes))
+    return plan_referrals(inp, "discharge", "Out", _decide)
 
 
 def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:

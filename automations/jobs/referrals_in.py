@@ -6,26 +6,13 @@
 
 from __future__ import annotations
 
-from automations.jobs.common import attention, day, render_context, status_write
+from automations.jobs.common import day, plan_referrals, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Referral
-from automations.sheets.base import RowWrite
 
 
 def plan_referrals_in(inp: JobInput) -> Plan:
-    emails: list[Email] = []
-    writes: list[RowWrite] = []
-    for referral in inp.book.referrals:
-        if referral.direction != "In":
-            continue
-        if referral.problems:
-            writes += attention(referral.ref, referral.status, referral.problems)
-            continue
-        due, status = _decide(inp, referral)
-        emails += due
-        if status is not None:
-            writes += status_write(referral.ref, referral.status, status)
-    return Plan("referrals_in", tuple(emails), tuple(writes))
+    return plan_referrals(inp, "referrals_in", "In", _decide)
 
 
 def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
