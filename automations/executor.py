@@ -156,7 +156,7 @@ class _Run:
                 self.world.progress("reading the mailbox")
                 inbox = self._fetch_inbox()
             job_input = JobInput(book=book, now=now, settings=self.settings, seen_stages=self.ledger.seen_stages(),
-                                 health=self.ledger.last_runs(), remembered=self._remembered(),
+                                 health=self.ledger.last_runs(), remembered=remembered(self.ledger),
                                  location=self.world.backend.location(), replied=self.ledger.replied(),
                                  inbox=inbox, sent_messages=self.ledger.message_keys() if inbox else {})
             plans = [JOBS[job](job_input) for job in self.jobs]
@@ -191,8 +191,6 @@ class _Run:
         self.report.lost += report.lost
         return lost_ids
 
-    def _remembered(self) -> dict[str, str]:
-        return {key: value for key in ("digest", "imap") if (value := self.ledger.get_value(key))}
 
     def _fetch_inbox(self) -> tuple[Any, ...]:
         fetch = self.world.mailbox
@@ -232,7 +230,8 @@ class _Run:
             return self._status(email, "error", f"Not sent: {exc}")
         if self.dry_run:
             self.sent_this_run += 1
-            self.report.writes.append(email.row.write({**email.on_sent, STATUS: email.sent_status}))
+            if email.writes_back:
+                self.report.writes.append(email.row.write({**email.on_sent, STATUS: email.sent_status}))
             return self._outcome(email, "dry-run", rendered.subject)
         message_id = str(message["Message-ID"])
         log_row = [now.replace(tzinfo=None, microsecond=0), email.job, email.template, email.log_to,
@@ -240,7 +239,8 @@ class _Run:
         claimed = self.ledger.claim(email.key, template=email.template, to_address=email.to_email,
                                     tab=email.row.tab, match=email.row.match if not email.row.new else None,
                                     message_id=message_id, now=now,
-                                    writeback={**email.on_sent, STATUS: email.sent_status}, log_row=log_row)
+                                    writeback={**email.on_sent, STATUS: email.sent_status} if email.writes_back else {},
+                                    log_row=log_row)
         if not claimed:  # refused at this very address before: wait for staff to correct it
             record = self.ledger.get(email.key)
             return self._outcome(email, "refused", record.result if record else "")
@@ -252,8 +252,8 @@ class _Run:
             result = self.transport.send(message)
         except RecipientRefused as exc:
             status = f"Not sent: the mail server refused the {email.recipient}'s address ({exc}); correct it to retry"
-            self.ledger.settle(email.key, "refused", str(exc), self.world.clock(), {STATUS: status},
-                               log_result=f"refused: {exc}")
+            self.ledger.settle(email.key, "refused", str(exc), self.world.clock(),
+                               {STATUS: status} if email.writes_back else {}, log_result=f"refused: {exc}")
             return self._outcome(email, "refused", str(exc))
         except OutcomeUnknown as exc:
             self.stop_sending = f"the mail server connection broke ({exc}); the rest waits for the next run"
@@ -300,7 +300,8 @@ class _Run:
         return self.world.clock().timestamp()
 
     def _status(self, email: Email, result: str, status: str, detail: str = "") -> None:
-        self.writes.append(email.row.write({STATUS: status}))
+        if email.writes_back:
+            self.writes.append(email.row.write({STATUS: status}))
         self._outcome(email, result, detail or status)
 
     def _outcome(self, email: Email, result: str, detail: str = "") -> None:
@@ -366,6 +367,11 @@ class _Run:
         now = self.world.clock()
         for job, run_id in run_ids.items():
             self.ledger.finish_run(run_id, now, result, self.report.count("sent", job), summary)
+
+
+def remembered(ledger: Ledger) -> dict[str, str]:
+    """What jobs asked the state dir to keep for them (the digest's figures, the mailbox position)."""
+    return {key: value for key in ("digest", "imap") if (value := ledger.get_value(key))}
 
 
 def unknown_status(email: Email) -> str:

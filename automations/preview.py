@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from automations.errors import PartnerloopError
+from automations.executor import remembered
 from automations.jobs import JOBS
 from automations.jobs.plan import JobInput
 from automations.mail.render import Renderer
@@ -18,7 +19,8 @@ def preview(world: Any, job: str, row_id: str | None = None) -> list[str]:
     settings = world.settings
     book = read_book(world.backend, settings)
     inp = JobInput(book=book, now=world.clock(), settings=settings, seen_stages=world.ledger.seen_stages(),
-                   health=world.ledger.last_runs(), location=world.backend.location())
+                   health=world.ledger.last_runs(), location=world.backend.location(),
+                   remembered=remembered(world.ledger), replied=world.ledger.replied())
     renderer = Renderer(settings.templates_dir)
     blocks = []
     for email in JOBS[job](inp).emails:

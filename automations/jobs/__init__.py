@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from automations.jobs.dashboard import plan_dashboard
+from automations.jobs.digest import plan_digest
 from automations.jobs.discharge import plan_discharge
 from automations.jobs.events import plan_events
 from automations.jobs.outreach import plan_outreach
@@ -13,4 +15,6 @@ JOBS: dict[str, Job] = {
     "discharge": plan_discharge,
     "referrals_in": plan_referrals_in,
     "events": plan_events,
+    "dashboard": plan_dashboard,
+    "digest": plan_digest,
 }

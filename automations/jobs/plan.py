@@ -32,6 +32,7 @@ class Email:
     on_sent: Mapping[str, Any] = field(default_factory=dict)  # cells written on the row when delivered
     sent_status: str = ""
     outreach: bool = False
+    writes_back: bool = True  # False for an email that belongs to no sheet row (the owner's digest)
 
     @property
     def key(self) -> SendKey:

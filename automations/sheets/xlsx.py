@@ -222,52 +222,86 @@ def _format_header(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None:
 
 
 def _draw_dashboard(sheet: Worksheet, dashboard: Dashboard) -> None:
+    """Title, "Updated" time and each block where `Dashboard.layout` puts it; a chart beside a charted block."""
+    from openpyxl.worksheet.pagebreak import Break
+
     sheet.cell(1, 1, dashboard.title).font = TITLE_FONT
-    sheet.cell(2, 1, "Updated")
-    _set(sheet.cell(2, 2), dashboard.updated.replace(tzinfo=None))
-    sheet.freeze_panes = "A3"
-    sheet.column_dimensions["A"].width = 34
-    for letter in "BCDEFGHIJKLM":
-        sheet.column_dimensions[letter].width = 14
-    row = 4
-    for block in dashboard.blocks:
-        sheet.cell(row, 1, block.title).font = Font(bold=True, size=12)
-        row += 1
+    sheet.cell(2, 1, "Updated").font = HEADER_FONT
+    _set(sheet.cell(2, 2), dashboard.updated.replace(tzinfo=None, microsecond=0))
+    sheet.freeze_panes = f"A{dashboard.frozen_rows + 1}"
+    sheet.page_setup.orientation = "landscape"  # printed or exported: as wide as one page, as long as it takes
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    if sheet.sheet_properties.pageSetUpPr is not None:
+        sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    for col in range(1, max(dashboard.width, 14) + 1):
+        sheet.column_dimensions[get_column_letter(col)].width = DASHBOARD_WIDTHS.get(col, 12)
+    workbook = sheet.parent
+    assert workbook is not None
+    charts = 0
+    for place in dashboard.layout():
+        block = place.block
+        if block.new_page and place.title_row > 1:
+            sheet.row_breaks.append(Break(id=place.title_row - 1))
+        sheet.cell(place.title_row, 1, block.title).font = BLOCK_TITLE_FONT
         for col, name in enumerate(block.header, start=1):
-            cell = sheet.cell(row, col, name)
+            cell = sheet.cell(place.header_row, col, name)
             cell.font = HEADER_FONT
             cell.fill = HEADER_FILL
-        header_row = row
-        for values in block.rows:
-            row += 1
-            for col, value in enumerate(values, start=1):
-                cell = sheet.cell(row, col)
-                _set(cell, value.replace(tzinfo=None) if isinstance(value, datetime) else value)
-                fmt = block.formats[col - 1] if col - 1 < len(block.formats) else ""
-                if fmt in NUMBER_FORMATS:
-                    cell.number_format = NUMBER_FORMATS[fmt]
+            cell.alignment = HEADER_WRAP
+            if len(name) >= DASHBOARD_WIDTHS.get(col, 12):
+                sheet.row_dimensions[place.header_row].height = 30  # two lines
+        for i, values in enumerate(block.rows):
+            for col, value in enumerate(values):
+                if value is None or value == "":
+                    continue  # a blank cell: nothing to divide by, or not known
+                target = sheet.cell(place.header_row + 1 + i, col + 1)
+                _set(target, value.replace(tzinfo=None) if isinstance(value, datetime) else value)
+                fmt = DASHBOARD_FORMATS.get(block.format_of(i, col))
+                if fmt:
+                    target.number_format = fmt
+                if col and isinstance(value, str):
+                    target.alignment = TEXT_INDENT  # apart from a number just left of it
         if block.chart and block.rows:
-            area = f"$A${header_row}:${get_column_letter(len(block.header))}${row}"
-            name = f"{CHART_NAME_PREFIX}{len(sheet._charts) + 1}"
-            sheet.parent.defined_names[name] = DefinedName(name, attr_text=f"{quote_sheetname(sheet.title)}!{area}")
-            _add_chart(sheet, block.chart, header_row, row, len(block.header))
-        row += 2
+            charts += 1
+            area = f"$A${place.header_row}:${get_column_letter(len(block.header))}${place.last_row}"
+            name = f"{CHART_NAME_PREFIX}{charts}"
+            workbook.defined_names[name] = DefinedName(
+                name, attr_text=f"{quote_sheetname(sheet.title)}!{area}", comment=block.chart)
+            _add_chart(sheet, block.chart, place.header_row, place.last_row, len(block.header))
+
+
+BLOCK_TITLE_FONT = Font(bold=True, size=12)
+HEADER_WRAP = openpyxl.styles.Alignment(wrap_text=True, vertical="top")
+TEXT_INDENT = openpyxl.styles.Alignment(horizontal="left", indent=1)
+DASHBOARD_WIDTHS = {1: 34, 2: 17, 3: 17}  # labels and names; date-times; the rest are numbers (12)
+DASHBOARD_FORMATS = {**NUMBER_FORMATS, "month": "mmm yyyy"}
+CHART_HEIGHT_CM = Dashboard.chart_rows * 0.5  # a default row is about 0.53 cm: the chart stays in its rows
 
 
 def _add_chart(sheet: Worksheet, title: str, header_row: int, last_row: int, columns: int) -> None:
     """A line chart of a block: one series per column after the first, categories from the first."""
     chart = LineChart()
     chart.title = title
-    chart.height, chart.width = 8, 18
+    chart.height, chart.width = CHART_HEIGHT_CM, 15
+    chart.y_axis.title = "Count"
+    chart.y_axis.delete = False
+    chart.x_axis.delete = False
+    chart.x_axis.number_format = DASHBOARD_FORMATS["month"]
+    if chart.legend is not None:
+        chart.legend.position = "b"
     data = Reference(sheet, min_col=2, max_col=columns, min_row=header_row, max_row=last_row)
     chart.add_data(data, titles_from_data=True)
     chart.set_categories(Reference(sheet, min_col=1, min_row=header_row + 1, max_row=last_row))
+    for series in chart.series:
+        series.smooth = False
+        series.marker.symbol = "circle"
+        series.marker.size = 5
     sheet.add_chart(chart, f"{get_column_letter(columns + 2)}{header_row}")
 
 
 def _restore_charts(workbook: Workbook) -> None:
     """openpyxl drops charts when it loads a file: draw the Dashboard's again from their defined names."""
-    bare = {ws.title for ws in workbook.worksheets if not ws._charts}  # charts not drawn in this session
+    bare = {ws.title for ws in workbook.worksheets if not ws._charts}  # type: ignore[attr-defined]  # not drawn yet
     for name, defined in sorted(workbook.defined_names.items()):
         if not name.startswith(CHART_NAME_PREFIX):
             continue
@@ -276,4 +310,6 @@ def _restore_charts(workbook: Workbook) -> None:
                 continue
             sheet = workbook[title]
             min_col, min_row, max_col, max_row = range_boundaries(area.replace("$", ""))
-            _add_chart(sheet, text(sheet.cell(min_row - 1, 1).value), min_row, max_row, max_col - min_col + 1)
+            assert min_col is not None and min_row is not None and max_col is not None and max_row is not None
+            chart_title = defined.comment or text(sheet.cell(min_row - 1, 1).value)
+            _add_chart(sheet, chart_title, min_row, max_row, max_col - min_col + 1)

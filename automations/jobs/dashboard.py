@@ -1,0 +1,111 @@
+"""The `dashboard` job: rewrites the Dashboard tab from the metrics; sends nothing.
+
+Every figure is a real cell value (numbers, dates, shares formatted as percents), so the owner
+can build on them; blank means "nothing to divide by" or "not known". See docs/dashboard.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+from automations import metrics
+from automations.jobs.plan import JobInput, Plan
+from automations.sheets.base import Dashboard, DashboardBlock
+
+CHART_TITLE = "Referrals and new partners"
+
+
+def plan_dashboard(inp: JobInput) -> Plan:
+    return Plan("dashboard", dashboard=build_dashboard(inp))
+
+
+def build_dashboard(inp: JobInput) -> Dashboard:
+    """The Dashboard as at inp.now: job health, data problems, KPIs, funnel, 12 months (charted), partners."""
+    from automations.jobs import (
+        JOBS,  # here, not at import: the registry imports this module
+    )
+
+    m = metrics.compute(inp.book, inp.today, inp.health, list(JOBS))
+    tz = inp.now.tzinfo
+    return Dashboard(
+        title=inp.settings.sheet.title("dashboard"),
+        updated=inp.now,
+        blocks=(
+            health_block(m, tz),
+            problems_block(m),
+            kpi_block(m),
+            funnel_block(m),
+            months_block(m),
+            partners_block(m),
+        ),
+    )
+
+
+def health_block(m: metrics.Metrics, tz: tzinfo | None) -> DashboardBlock:
+    return DashboardBlock(
+        "Job health",
+        ("Job", "Last run", "Finished", "Result", "Emails sent", "Summary"),
+        tuple((h.job, _local(h.started, tz), _local(h.finished, tz), h.result, h.sent, h.summary) for h in m.health),
+        formats=("", "datetime", "datetime", "", "int", ""),
+    )
+
+
+def problems_block(m: metrics.Metrics) -> DashboardBlock:
+    return DashboardBlock(
+        "Data problems",
+        ("Rows with data problems", "Where to look"),
+        ((len(m.attention), metrics.attention_pointer(m.attention)),),
+        formats=("int", ""),
+    )
+
+
+def kpi_block(m: metrics.Metrics) -> DashboardBlock:
+    formats = {"int": "int", "percent": "percent", "decimal": "decimal"}
+    return DashboardBlock(
+        f"KPIs (up to {m.today.isoformat()})",
+        ("KPI", *(p.label for p in m.periods)),
+        tuple((kpi.label, *values) for kpi, values in m.kpis),
+        row_formats=tuple(formats[kpi.kind] for kpi, _ in m.kpis),
+    )
+
+
+def funnel_block(m: metrics.Metrics) -> DashboardBlock:
+    return DashboardBlock(
+        "Partner funnel",
+        ("Stage", "Reached", "Now at stage", "Next-step conversion", "Cumulative conversion"),
+        tuple((s.stage, s.reached, s.now, s.next_step, s.cumulative) for s in m.funnel),
+        formats=("", "int", "int", "percent", "percent"),
+    )
+
+
+def months_block(m: metrics.Metrics) -> DashboardBlock:
+    return DashboardBlock(
+        "Last 12 months",
+        ("Month", "Referrals out", "Referrals in", "Converted", "New partners"),
+        tuple((r.month, r.referrals_out, r.referrals_in, r.converted, r.new_partners) for r in m.months),
+        formats=("month", "int", "int", "int", "int"),
+        chart=CHART_TITLE,
+    )
+
+
+def partners_block(m: metrics.Metrics) -> DashboardBlock:
+    return DashboardBlock(
+        "Partners",
+        ("Business", "Partner ID", "Stage", "Stage since", "Days in stage", "Out (90 days)", "In (90 days)",
+         "Out (all time)", "In (all time)", "Converted", "Reciprocity (in ÷ out)", "Last referral", "Flag"),
+        tuple((r.business, r.partner_id, r.stage, r.stage_since, r.days_in_stage, r.out_recent, r.in_recent,
+               r.out_total, r.in_total, r.converted, r.reciprocity, r.last_referral, "Dormant" if r.dormant else "")
+              for r in m.partners),
+        formats=("", "", "", "date", "int", "int", "int", "int", "int", "int", "decimal", "date", ""),
+        new_page=True,
+    )
+
+
+def _local(moment: datetime | None, tz: tzinfo | None) -> Any:
+    """A run time in the clinic's zone, as a plain date-time cell."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None and tz is not None:
+        moment = moment.astimezone(tz)
+    return moment.replace(tzinfo=None, microsecond=0)

@@ -1,0 +1,132 @@
+"""The `digest` job: the owner's weekly email — the KPIs against the week before, dormant partners,
+rows needing attention.
+
+It goes at most once per ISO week (the ledger step is the week, e.g. "2026-W48") and reports the
+previous full week, Monday to Sunday. Each digest's figures are kept in the state dir
+(`Plan.remember["digest"]`), so next week's digest shows the change against what the owner was
+told; without that history (the first digest, or a week skipped) the week before is recomputed
+from the sheet, and figures that only exist as a snapshot show as "—".
+
+The digest carries no patient names, goals or emails: KPIs are counts and shares, partners are
+businesses, and problem rows on tabs that hold personal details (Referrals, Opt-outs) are named
+by row ID only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from automations import metrics
+from automations.jobs.common import render_context
+from automations.jobs.plan import Email, JobInput, Plan
+from automations.model import Book, RowRef
+
+ATTENTION_SHOWN = 25  # problem rows listed in the email; the rest are counted
+SNAPSHOT_KPIS = (
+    metrics.Kpi("dormant_partners", "Dormant partners (Active, no referral in 90 days)", "int"),
+    metrics.Kpi("rows_needing_attention", "Rows needing attention", "int"),
+)
+HIDDEN_STATUS = "see the row's Automation status in the sheet"
+NO_VALUE = "—"
+
+
+def plan_digest(inp: JobInput) -> Plan:
+    owner = inp.settings.clinic.owner_email
+    if not owner:
+        return Plan("digest")  # no owner address configured: nothing to send
+    week = metrics.iso_week(inp.today)
+    reported = metrics.week_before(inp.today)
+    partners = metrics.partner_rows(inp.book, inp.today)
+    attention = metrics.attention_rows(inp.book)
+    values = digest_values(inp.book, reported, partners, attention)
+    stored = _load(inp.remembered.get("digest"))
+    if stored.get("week") == week:  # a second run this week: compare with what the first one compared with
+        previous = stored.get("previous") or _recomputed(inp)
+    elif stored.get("reported") == metrics.week_before(inp.today, 2).label:
+        previous = {"reported": stored["reported"], "values": stored.get("values", {})}
+    else:
+        previous = _recomputed(inp)
+    digest = {
+        "period": f"week {reported.label}, {reported.start:%a %Y-%m-%d} to {reported.end:%a %Y-%m-%d}",
+        "kpis": kpi_lines(values, previous.get("values", {})),
+        "dormant": [{"business": r.business, "last_referral": r.last_referral.isoformat() if r.last_referral else None}
+                    for r in partners if r.dormant],
+        "attention": attention_lines(inp.book, attention),
+        "sheet_link": inp.location,
+    }
+    ref = RowRef(tab=inp.settings.sheet.title("dashboard"), row_id=f"digest-{week}", number=0)
+    email = Email(job="digest", row=ref, step=week, template="owner_digest", to_email=owner, to_name="",
+                  recipient="owner", label="Weekly digest",
+                  context=render_context(inp, "owner_digest", digest=digest, recipient="owner"),
+                  writes_back=False)
+    memory = {"week": week, "reported": reported.label, "values": values, "previous": previous}
+    return Plan("digest", emails=(email,), remember={"digest": json.dumps(memory, sort_keys=True)})
+
+
+def digest_values(book: Book, period: metrics.Period, partners: list[metrics.PartnerRow],
+                  attention: list[metrics.AttentionRow]) -> dict[str, metrics.Number]:
+    """The week's KPIs, plus two snapshots as at today: dormant partners and rows needing attention."""
+    values = metrics.kpi_values(book, period)
+    values["dormant_partners"] = sum(1 for r in partners if r.dormant)
+    values["rows_needing_attention"] = len(attention)
+    return values
+
+
+def kpi_lines(values: Mapping[str, Any], previous: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One line per KPI: this week, last week and the change, as the owner reads them."""
+    lines = []
+    for kpi in (*metrics.KPIS, *SNAPSHOT_KPIS):
+        now, before = values.get(kpi.key), previous.get(kpi.key)
+        lines.append({"label": kpi.label, "value": show(now, kpi.kind), "previous": show(before, kpi.kind),
+                      "change": change(now, before, kpi.kind)})
+    return lines
+
+
+def show(value: Any, kind: str) -> str:
+    if value is None:
+        return NO_VALUE
+    if kind == "percent":
+        return f"{value:.0%}"
+    if kind == "decimal":
+        return f"{value:.1f}"
+    return f"{value:,}"
+
+
+def change(now: Any, before: Any, kind: str) -> str:
+    """+3, -1, +12 pts (percentage points for shares), "no change", or "—" when either side is unknown."""
+    if now is None or before is None:
+        return NO_VALUE
+    if kind == "percent":
+        points = round((now - before) * 100)
+        return "no change" if points == 0 else f"{points:+d} pts"
+    if kind == "decimal":
+        delta = round(now - before, 1)
+        return "no change" if delta == 0 else f"{delta:+.1f}"
+    return "no change" if now == before else f"{now - before:+,}"
+
+
+def attention_lines(book: Book, rows: list[metrics.AttentionRow]) -> list[dict[str, str]]:
+    """Rows needing attention; a status is shown only for tabs without personal details."""
+    shown_tabs = {book.titles.get("partners", "Partners"), book.titles.get("events", "Events")}
+    lines = [{"tab": r.tab, "row": r.row, "status": r.status if r.tab in shown_tabs else HIDDEN_STATUS}
+             for r in rows[:ATTENTION_SHOWN]]
+    if len(rows) > ATTENTION_SHOWN:
+        lines.append({"tab": "and", "row": f"{len(rows) - ATTENTION_SHOWN} more rows",
+                      "status": "see the Data problems block of the Dashboard"})
+    return lines
+
+
+def _recomputed(inp: JobInput) -> dict[str, Any]:
+    """The week before the reported one, from the sheet; snapshots of that time are not known."""
+    earlier = metrics.week_before(inp.today, 2)
+    return {"reported": earlier.label, "values": metrics.kpi_values(inp.book, earlier)}
+
+
+def _load(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}  # unreadable history: compare with the sheet instead
+    return value if isinstance(value, dict) else {}

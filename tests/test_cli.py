@@ -1,0 +1,135 @@
+"""The command line as staff use it: run, dry run, preview, status, resolve and the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from automations.cli import main
+from automations.mail.ledger import Ledger, SendKey
+from automations.mail.render import EMAIL_TEMPLATES
+from tests.conftest import REPO
+
+
+def demo_config(tmp_path: Path) -> Path:
+    config = tmp_path / "settings.toml"
+    config.write_text(f"""
+[clinic]
+name = "Riverside Physical Therapy"
+address = "120 Main Street, Springfield, IL 62701"
+from_email = "partners@riverside-pt.example"
+staff_email = "frontdesk@riverside-pt.example"
+owner_email = "owner@riverside-pt.example"
+timezone = "America/Chicago"
+[sheet]
+path = "{tmp_path / 'sheet.xlsx'}"
+[email]
+outbox_dir = "{tmp_path / 'outbox'}"
+[state]
+dir = "{tmp_path / 'state'}"
+""")
+    assert main(["--config", str(config), "init", "--demo", "--now", "2026-11-27"]) == 0
+    return config
+
+
+
+
+
+def test_dry_run_lists_what_would_be_sent_and_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    before = (tmp_path / "sheet.xlsx").read_bytes()
+    capsys.readouterr()
+    assert main(["--config", str(config), "run", "--all", "--dry-run", "--now", "2026-11-27"]) == 0
+    out = capsys.readouterr().out
+    assert "  would send: outreach P-0001 outreach_intro to maya@northside-strength.example" in out
+    assert "  would send: discharge R-0001 discharge_patient to patient of R-0001" in out
+    assert "jordan.blake@mail.example" not in out  # a patient's address is not printed
+    line = next(x for x in out.splitlines() if x.startswith("  would write Partners P-0001: "))
+    assert "Stage = Contacted" in line and "Automation status = Intro sent 2026-11-27" in line
+    assert out.strip().splitlines()[-1].startswith("outreach, discharge, referrals_in, events")
+    assert (tmp_path / "sheet.xlsx").read_bytes() == before
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_run_summary_then_status_and_nothing_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    capsys.readouterr()
+    assert main(["--config", str(config), "run", "outreach", "discharge", "--now", "2026-11-27T10:00"]) == 0
+    first = capsys.readouterr().out.strip().splitlines()
+    assert first[0] == "outreach, discharge: sent 8 email(s)"
+    assert main(["--config", str(config), "run", "outreach", "discharge", "--now", "2026-11-27T10:30"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[0] == "outreach, discharge: sent 0 email(s)"
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 8
+    assert main(["--config", str(config), "status"]) == 0
+    status = capsys.readouterr().out
+    assert "  outreach      " in status and " ok " in status
+    assert "No unknown-outcome emails to resolve." in status
+
+
+def test_held_outside_the_send_window_is_said_in_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    capsys.readouterr()
+    assert main(["--config", str(config), "run", "outreach", "--now", "2026-11-28T10:00"]) == 0
+    out = capsys.readouterr().out
+    assert "held back 6 email(s) for the next run: outside the send window (Mon-Fri 08:30-17:30); goes out from " \
+           "Mon 2026-11-30 08:30" in out
+
+
+def test_preview_renders_a_rows_email_without_sending(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    capsys.readouterr()
+    assert main(["--config", str(config), "preview", "outreach", "--id", "P-0002", "--now", "2026-11-27"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("=== outreach P-0002 outreach_warm_intro (Warm intro)\nTo: Priya Raman <priya@lotusflow.example>")
+    assert "Dr. Alan Reyes" in out
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_resolve_settles_an_unknown_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    ledger = Ledger.in_state_dir(tmp_path / "state")
+    from datetime import datetime
+
+    ledger.claim(SendKey("discharge", "R-0001", "patient"), template="discharge_patient", to_address="x@y.example",
+                 tab="Referrals", match=None, message_id="<m1@riverside-pt.example>",
+                 now=datetime(2026, 11, 27, 16, 0, tzinfo=UTC),
+                 writeback={"Patient emailed": datetime(2026, 11, 27).date()}, log_row=["t", "discharge"])
+    assert main(["--config", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "R-0001 discharge discharge_patient (since 2026-11-27 10:00): check with the recipient, then " \
+           "`partnerloop resolve R-0001 --job discharge --sent` or `--resend`" in out
+    assert main(["--config", str(config), "resolve", "R-0001", "--job", "discharge", "--sent"]) == 0
+    assert "discharge R-0001 discharge_patient: marked as delivered" in capsys.readouterr().out
+    assert main(["--config", str(config), "status"]) == 0
+    assert "No unknown-outcome emails to resolve." in capsys.readouterr().out
+
+
+def test_bad_now_and_unknown_job_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    assert main(["--config", str(config), "run", "outreach", "--now", "tomorrow"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "partnerloop run: --now 'tomorrow': expected YYYY-MM-DDTHH:MM or YYYY-MM-DD (clinic time)")
+    assert main(["--config", str(config), "run", "outrech"]) == 2
+    assert "unknown job 'outrech'; jobs are: outreach" in capsys.readouterr().err
+
+
+def test_demo_in_a_fresh_directory_with_no_config_writes_every_template(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PARTNERLOOP_CONFIG"}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-m", "automations", "demo"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"Workbook (open it in Excel or LibreOffice): {tmp_path / 'partnerloop-demo'}" in result.stdout
+    templates = set()
+    for path in (tmp_path / "partnerloop-demo" / "outbox").glob("*.eml"):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        templates.add(str(message["X-Partnerloop-Template"]))
+        assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
+    assert templates == set(EMAIL_TEMPLATES)
