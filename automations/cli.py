@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from automations.clock import parse_now
 from automations.config import Settings, load_settings
-from automations.errors import PartnerloopError, where
+from automations.errors import ConfigError, PartnerloopError, where
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -109,13 +109,17 @@ def end_progress() -> None:
         sys.stderr.flush()
 
 
-def job_names(args: argparse.Namespace) -> list[str]:
+def job_names(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The jobs to run: those named, or --all (the mailbox only when [email.imap] host is set)."""
     from automations.jobs import JOBS
 
     if args.all:
-        return list(JOBS)
+        return [job for job in JOBS if job != "replies" or settings.email.imap.host]
     if not args.jobs:
         raise PartnerloopError(f"name a job or use --all; jobs are: {', '.join(JOBS)}")
+    if "replies" in args.jobs and not settings.email.imap.host:
+        raise ConfigError(f"{settings.source}: [email.imap] host is not set: the replies job reads the clinic's "
+                          "mailbox; set host, port, security, username and password_env there")
     return list(dict.fromkeys(args.jobs))
 
 
@@ -124,7 +128,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     world = make_world(settings, args)
     try:
-        report = run_jobs(world, job_names(args), dry_run=args.dry_run, limit=args.limit)
+        report = run_jobs(world, job_names(args, settings), dry_run=args.dry_run, limit=args.limit)
     finally:
         end_progress()
     if args.dry_run:
@@ -228,6 +232,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     say(f"Demo run as at {moment:%a %Y-%m-%d %H:%M} ({settings.clinic.timezone}).")
     say(f"  Workbook (open it in Excel or LibreOffice): {demo.sheet.path}")
     say(f"  Emails, one .eml file each (open them in any mail client): {demo.email.outbox_dir}")
+    say(f"  Dashboard (the owner's figures and chart): the Dashboard tab of {demo.sheet.path.name}")
     say("  Statuses: the Automation status column of each tab; every email is on the Log tab.")
     return 0
 

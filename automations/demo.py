@@ -169,7 +169,7 @@ def run_demo(base: Settings, directory: Path, now: datetime | None = None) -> tu
     ledger = Ledger.in_state_dir(settings.state_dir)
     try:
         world = World(settings=settings, backend=backend, ledger=ledger, clock=lambda: moment)
-        report = run_jobs(world, list(JOBS))
+        report = run_jobs(world, [job for job in JOBS if job != "replies"])  # the demo has no mailbox
     finally:
         ledger.close()
     return settings, report, moment

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -60,6 +60,7 @@ class RunReport:
     log_rows: int = 0
     fatal: str = ""
     writes: list[RowWrite] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what jobs without emails did (the mailbox)
 
     def count(self, result: str, job: str | None = None) -> int:
         return sum(1 for o in self.outcomes if o.result == result and (job is None or o.email.job == job))
@@ -70,6 +71,7 @@ class RunReport:
         verb = "would send" if self.dry_run else "sent"
         sent = self.count("dry-run" if self.dry_run else "sent")
         lines.append(f"{', '.join(self.jobs)}: {verb} {sent} email(s)")
+        lines += self.notes
         held = [o for o in self.outcomes if o.result == "held"]
         if held:
             reasons = sorted({o.detail for o in held})
@@ -113,6 +115,7 @@ def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit:
     unknown = [j for j in jobs if j not in JOBS]
     if unknown:
         raise PartnerloopError(f"unknown job {unknown[0]!r}; jobs are: {', '.join(JOBS)}")
+
     locks = [JobLock(world.settings.state_dir, job) for job in jobs] if lock and not dry_run else []
     for held in locks:
         held.acquire()  # raises AlreadyRunning: nothing is read or sent
@@ -151,15 +154,14 @@ class _Run:
             self.world.progress(f"read {len(book.partners)} partners, {len(book.referrals)} referrals, "
                                 f"{len(book.events)} events")
             blocked_rows = self._assign_ids(book)
-            inbox: tuple[Any, ...] = ()
-            if "replies" in self.jobs:
-                self.world.progress("reading the mailbox")
-                inbox = self._fetch_inbox()
             job_input = JobInput(book=book, now=now, settings=self.settings, seen_stages=self.ledger.seen_stages(),
                                  health=self.ledger.last_runs(), remembered=remembered(self.ledger),
-                                 location=self.world.backend.location(), replied=self.ledger.replied(),
-                                 inbox=inbox, sent_messages=self.ledger.message_keys() if inbox else {})
-            plans = [JOBS[job](job_input) for job in self.jobs]
+                                 location=self.world.backend.location(), replied=self.ledger.replied())
+            plans = []
+            if "replies" in self.jobs:  # first: what came back this run must already stop what goes out
+                plans.append(self._plan_replies(job_input))
+                job_input = replace(job_input, replied={**job_input.replied, **plans[0].replies})
+            plans += [JOBS[job](job_input) for job in self.jobs if job != "replies"]
             self.report.attention = sorted({f"{p.ref.tab} {p.ref.label}" for p in book.problems})
             emails = [e for plan in plans for e in plan.emails if e.row.row_id not in blocked_rows]
             self.world.progress(f"{len(emails)} email(s) due")
@@ -192,13 +194,33 @@ class _Run:
         return lost_ids
 
 
-    def _fetch_inbox(self) -> tuple[Any, ...]:
+    def _plan_replies(self, job_input: JobInput) -> Plan:
+        """Read the mailbox and plan its effects; opt-outs and bounces take effect for this run's sends too."""
+        from automations.jobs.replies import plan_replies
+
+        self.world.progress("reading the mailbox")
         fetch = self.world.mailbox
         if fetch is None:
             from automations.mailbox import fetch_new
 
             fetch = fetch_new
-        return tuple(fetch(self.settings, self.ledger))
+        settings = self.settings
+        if self.dry_run:  # a dry run leaves the mailbox exactly as it was
+            settings = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap, mark_read=False)))
+        inbox = tuple(fetch(settings, self.ledger))
+        plan = plan_replies(replace(job_input, inbox=inbox,
+                                    sent_messages=self.ledger.message_keys() if inbox else {}))
+        book = job_input.book
+        new_optouts = {str(r.get("Email", "")).lower() for r in plan.appends.get("optouts", ())} - {""}
+        book.opted_out = book.opted_out | new_optouts
+        if self.dry_run:
+            book.opted_out |= {a.lower() for a in plan.bounces}
+        else:
+            self.ledger.record_bounces(plan.bounces)  # a fact from the mailbox: no email to it from now on
+        self.report.notes.append(f"replies: {len(inbox)} new message(s) in the mailbox; {len(plan.replies)} "
+                                 f"partner repl{'y' if len(plan.replies) == 1 else 'ies'}, {len(new_optouts)} "
+                                 f"opt-out(s), {len(plan.bounces)} bounce(s)")
+        return plan
 
     # -- one email -----------------------------------------------------------------------------------
     def _one(self, email: Email, book: Book) -> None:

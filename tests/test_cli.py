@@ -127,6 +127,7 @@ def test_demo_in_a_fresh_directory_with_no_config_writes_every_template(tmp_path
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"Workbook (open it in Excel or LibreOffice): {tmp_path / 'partnerloop-demo'}" in result.stdout
+    assert "Dashboard (the owner's figures and chart): the Dashboard tab of partnerloop-demo.xlsx" in result.stdout
     templates = set()
     for path in (tmp_path / "partnerloop-demo" / "outbox").glob("*.eml"):
         message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())

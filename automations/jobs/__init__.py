@@ -9,6 +9,7 @@ from automations.jobs.events import plan_events
 from automations.jobs.outreach import plan_outreach
 from automations.jobs.plan import Job
 from automations.jobs.referrals_in import plan_referrals_in
+from automations.jobs.replies import plan_replies
 
 JOBS: dict[str, Job] = {
     "outreach": plan_outreach,
@@ -17,4 +18,5 @@ JOBS: dict[str, Job] = {
     "events": plan_events,
     "dashboard": plan_dashboard,
     "digest": plan_digest,
+    "replies": plan_replies,
 }

@@ -50,6 +50,8 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     today = inp.today
     first, second = inp.settings.follow_up_days
     replied = inp.replied.get(p.id)
+    if replied is not None and p.stage_since is not None and replied < p.stage_since:
+        replied = None  # staff moved the partner on since that reply: a new start
     if replied is not None and p.stage in ("Prospect", "Contacted"):
         return None, f"Replied {replied.isoformat()}: update Stage"  # a reply ends the sequence
     if p.stage in ("Prospect", "Contacted") and p.outreach_step < 3:

@@ -112,7 +112,7 @@ class Renderer:
                 raise TemplateProblem(f"{self._display(name + TEMPLATE_SUFFIX)}: has no {{% block subject %}}")
             try:
                 subject = "".join(subject_block(template.new_context(values)))
-            except Exception:  # noqa: BLE001 - handle_exception re-raises it, with template lines in the traceback
+            except Exception:  # handle_exception re-raises it, with template lines in the traceback
                 self.env.handle_exception()
         except jinja2.UndefinedError as exc:
             raise RenderError(f"template {name}{self._place(name, exc)}: {self._missing(exc)}") from None
