@@ -351,7 +351,7 @@ def test_outbox_writes_private_sortable_eml_files(tmp_path: Path, renderer: Rend
     assert stat.S_IMODE(outbox.stat().st_mode) == 0o700
     assert sorted(os.listdir(outbox)) == names == sorted(names)
     assert names[0] == "20261127T153000.000000Z-0001-referral_update.eml"
-    for name, message in zip(names, sent):
+    for name, message in zip(names, sent, strict=True):
         path = outbox / name
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         parsed = parse_message(path.read_bytes())

@@ -173,35 +173,35 @@ class SheetsApiError(Exception):
 
     # -- the errors Google gives, with its wording ---------------------------------------------
     @classmethod
-    def invalid(cls, message: str) -> "SheetsApiError":
+    def invalid(cls, message: str) -> SheetsApiError:
         return cls(400, message)
 
     @classmethod
-    def field_violation(cls, field_path: str, message: str) -> "SheetsApiError":
+    def field_violation(cls, field_path: str, message: str) -> SheetsApiError:
         violation = {"field": field_path, "description": message} if field_path else {"description": message}
         return cls(400, message, [{"@type": "type.googleapis.com/google.rpc.BadRequest",
                                    "fieldViolations": [violation]}])
 
     @classmethod
-    def not_found(cls) -> "SheetsApiError":
+    def not_found(cls) -> SheetsApiError:
         return cls(404, "Requested entity was not found.")
 
     @classmethod
-    def permission_denied(cls) -> "SheetsApiError":
+    def permission_denied(cls) -> SheetsApiError:
         return cls(403, "The caller does not have permission")
 
     @classmethod
-    def unauthenticated(cls) -> "SheetsApiError":
+    def unauthenticated(cls) -> SheetsApiError:
         return cls(401, "Request is missing required authentication credential. Expected OAuth 2 access token, "
                         "login cookie or other valid authentication credential. See "
                         "https://developers.google.com/identity/sign-in/web/devconsole-project.")
 
     @classmethod
-    def unparsable_range(cls, text: str) -> "SheetsApiError":
+    def unparsable_range(cls, text: str) -> SheetsApiError:
         return cls(400, f"Unable to parse range: {text}")
 
     @classmethod
-    def grid_limits(cls, range_text: str, rows: int, cols: int) -> "SheetsApiError":
+    def grid_limits(cls, range_text: str, rows: int, cols: int) -> SheetsApiError:
         return cls(400, f"Range ({range_text}) exceeds grid limits. Max rows: {rows}, max columns: {cols}")
 
 
@@ -219,7 +219,7 @@ class GridRange:
     start_col: int = 0
     end_col: int | None = None
 
-    def clamp(self, rows: int, cols: int) -> "GridRange":
+    def clamp(self, rows: int, cols: int) -> GridRange:
         """The same rectangle with open ends closed at the grid's edge."""
         return GridRange(self.start_row, rows if self.end_row is None else self.end_row,
                          self.start_col, cols if self.end_col is None else self.end_col)
@@ -437,7 +437,7 @@ class FieldMask:
         self.tree = tree
 
     @classmethod
-    def parse(cls, text: str) -> "FieldMask":
+    def parse(cls, text: str) -> FieldMask:
         paths, i = cls._parse_list(text, 0)
         if i != len(text):
             raise ValueError(text)
@@ -494,7 +494,7 @@ class FieldMask:
             node = node[name]
         return True
 
-    def linked(self) -> "FieldMask":
+    def linked(self) -> FieldMask:
         """The mask widened so that a colour and its ``...Style`` twin are always updated together."""
         def widen(node: MaskTree | None) -> MaskTree | None:
             if node is None:
@@ -854,7 +854,7 @@ class Cell:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Cell":
+    def from_json(cls, data: Mapping[str, Any]) -> Cell:
         cell = cls()
         entered = data.get("userEnteredValue") or {}
         if "formulaValue" in entered:
@@ -952,7 +952,7 @@ class InputParser:
     def parse(cls, raw: Any, option: str) -> ParsedInput:
         if raw is None or raw == "":
             return ParsedInput(clear=True)
-        if isinstance(raw, bool) or isinstance(raw, (int, float)):
+        if isinstance(raw, (bool, int, float)):
             return ParsedInput(value=raw)
         if not isinstance(raw, str):
             raw = str(raw)
@@ -1175,11 +1175,11 @@ class FormulaEngine:
     _BINARY = {"=": 1, "<>": 1, "<": 1, ">": 1, "<=": 1, ">=": 1, "&": 2, "+": 3, "-": 3, "*": 4, "/": 4, "^": 5}
     MAX_DEPTH = 64
 
-    def __init__(self, spreadsheet: "Spreadsheet") -> None:
+    def __init__(self, spreadsheet: Spreadsheet) -> None:
         self.spreadsheet = spreadsheet
         self._active: set[tuple[int, int, int]] = set()
 
-    def value_of(self, sheet: "Sheet", row: int, col: int) -> Any:
+    def value_of(self, sheet: Sheet, row: int, col: int) -> Any:
         """The computed value of a cell (None when empty)."""
         cell = sheet.cells.get((row, col))
         if cell is None or not cell.has_value():
@@ -1195,7 +1195,7 @@ class FormulaEngine:
         finally:
             self._active.discard(key)
 
-    def evaluate(self, sheet: "Sheet", formula: str) -> Any:
+    def evaluate(self, sheet: Sheet, formula: str) -> Any:
         try:
             tokens = self._tokenize(formula[1:])
             parser = _FormulaParser(self, sheet, tokens)
@@ -1230,7 +1230,7 @@ class FormulaEngine:
             pos = m.end()
         return tokens
 
-    def reference(self, sheet: "Sheet", text: str) -> Any:
+    def reference(self, sheet: Sheet, text: str) -> Any:
         """The value (single cell) or RangeValue of a reference such as ``B2``, ``'Other'!A1:B3``, ``A:A``."""
         target = sheet
         if "!" in text:
@@ -1257,7 +1257,7 @@ class _FormulaSyntaxError(Exception):
 class _FormulaParser:
     """Precedence-climbing parser that evaluates as it goes (errors are values, not exceptions)."""
 
-    def __init__(self, engine: FormulaEngine, sheet: "Sheet", tokens: list[tuple[str, str]]) -> None:
+    def __init__(self, engine: FormulaEngine, sheet: Sheet, tokens: list[tuple[str, str]]) -> None:
         self.engine = engine
         self.sheet = sheet
         self.tokens = tokens
@@ -1578,11 +1578,11 @@ class _Functions:
 
     @staticmethod
     def fn_today(args: list[Any]) -> Any:
-        return float(_to_serial(dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time())))
+        return float(_to_serial(dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time())))
 
     @staticmethod
     def fn_now(args: list[Any]) -> Any:
-        return float(_to_serial(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)))
+        return float(_to_serial(dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)))
 
     @staticmethod
     def fn_date(args: list[Any]) -> Any:
@@ -1617,11 +1617,11 @@ class RenderOptions:
 class ValueRenderer:
     """Turns stored cells into the values a values.* read returns."""
 
-    def __init__(self, spreadsheet: "Spreadsheet", options: RenderOptions) -> None:
+    def __init__(self, spreadsheet: Spreadsheet, options: RenderOptions) -> None:
         self.options = options
         self.engine = FormulaEngine(spreadsheet)
 
-    def render(self, sheet: "Sheet", row: int, col: int) -> Any:
+    def render(self, sheet: Sheet, row: int, col: int) -> Any:
         """The rendered value, or None for an empty cell."""
         cell = sheet.cells.get((row, col))
         if cell is None or not cell.has_value():
@@ -1647,7 +1647,7 @@ class ValueRenderer:
             return NumberFormatter.render(value, cell.number_format())
         return "" if value is None else str(value)
 
-    def grid(self, sheet: "Sheet", grid: GridRange, major: str) -> list[list[Any]]:
+    def grid(self, sheet: Sheet, grid: GridRange, major: str) -> list[list[Any]]:
         """The rows (or columns) of a bounded rectangle, trimmed like Google trims them."""
         assert grid.end_row is not None and grid.end_col is not None
         occupied = [(r, c) for (r, c), cell in sheet.cells.items() if cell.has_value() and grid.contains(r, c)]
@@ -1715,7 +1715,7 @@ class Sheet:
         self.cells[(row, col)] = fresh
         return fresh
 
-    def clone(self) -> "Sheet":
+    def clone(self) -> Sheet:
         return Sheet(copy.deepcopy(self.properties), dict(self.cells), copy.deepcopy(self.protected_ranges),
                      copy.deepcopy(self.charts))
 
@@ -1884,7 +1884,7 @@ class Spreadsheet:
     def total_cells(self) -> int:
         return sum(s.row_count * s.column_count for s in self.sheets)
 
-    def clone(self) -> "Spreadsheet":
+    def clone(self) -> Spreadsheet:
         """A copy to apply a request to; unchanged cells are shared, not copied."""
         return Spreadsheet(self.spreadsheet_id, copy.deepcopy(self.properties), [s.clone() for s in self.sheets],
                            self.private)
@@ -1922,7 +1922,7 @@ class ValuesService:
     """values.get / batchGet / update / batchUpdate / append / clear / batchClear."""
 
     @staticmethod
-    def render_options(params: "QueryParams", response: bool = False) -> RenderOptions:
+    def render_options(params: QueryParams, response: bool = False) -> RenderOptions:
         """Read options from the query (``response...`` ones for the values echoed by writes)."""
         value_key = "responseValueRenderOption" if response else "valueRenderOption"
         date_key = "responseDateTimeRenderOption" if response else "dateTimeRenderOption"
@@ -1938,11 +1938,11 @@ class ValuesService:
             out["values"] = values
         return out
 
-    def get(self, doc: Spreadsheet, text: str, params: "QueryParams") -> dict[str, Any]:
+    def get(self, doc: Spreadsheet, text: str, params: QueryParams) -> dict[str, Any]:
         major = params.enum("majorDimension", "Dimension") or "ROWS"
         return self.read(doc, text, self.render_options(params), "ROWS" if major == "DIMENSION_UNSPECIFIED" else major)
 
-    def batch_get(self, doc: Spreadsheet, params: "QueryParams") -> dict[str, Any]:
+    def batch_get(self, doc: Spreadsheet, params: QueryParams) -> dict[str, Any]:
         major = params.enum("majorDimension", "Dimension") or "ROWS"
         major = "ROWS" if major == "DIMENSION_UNSPECIFIED" else major
         options = self.render_options(params)
@@ -2025,7 +2025,7 @@ class ValuesService:
             out["values"] = values
         return out
 
-    def update(self, doc: Spreadsheet, text: str, params: "QueryParams", body: Any) -> dict[str, Any]:
+    def update(self, doc: Spreadsheet, text: str, params: QueryParams, body: Any) -> dict[str, Any]:
         value_range = ShapeChecker.clean(body if body is not None else {}, "ValueRange", "data")
         option = params.required_input_option()
         if "range" in value_range and value_range["range"].strip() != text.strip():
@@ -2072,7 +2072,7 @@ class ValuesService:
             out["responses"] = responses
         return out
 
-    def append(self, doc: Spreadsheet, text: str, params: "QueryParams", body: Any) -> dict[str, Any]:
+    def append(self, doc: Spreadsheet, text: str, params: QueryParams, body: Any) -> dict[str, Any]:
         value_range = ShapeChecker.clean(body if body is not None else {}, "ValueRange", "data")
         option = params.required_input_option()
         insert = params.enum("insertDataOption", "InsertDataOption") or "OVERWRITE"
@@ -2534,7 +2534,7 @@ class BatchUpdateService:
             raise ctx.error("dimensions must be set.")
         rng = req["dimensions"]
         sheet = self.sheet(doc, rng.get("sheetId", 0), ctx)
-        dimension, start, end = self.dimension_range(rng, sheet, ctx)
+        dimension, _start, end = self.dimension_range(rng, sheet, ctx)
         size = sheet.row_count if dimension == "ROWS" else sheet.column_count
         if end > size:
             raise ctx.error(f"Invalid dimension range: endIndex {end} is past the grid's {size} "
@@ -2986,7 +2986,7 @@ class SheetsEmulator:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> "SheetsEmulator":
+    def __enter__(self) -> SheetsEmulator:
         self.start()
         return self
 
@@ -3293,7 +3293,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
