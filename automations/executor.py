@@ -338,27 +338,30 @@ class _Run:
         pending = self.ledger.pending_writebacks()
         delivered = [RowWrite(r.tab, r.key.row_id, r.writeback, r.match) for r in pending if not r.written_back]
         merged = merge_writes([*plan_writes, *self.writes, *delivered])
+        to_log = [r for r in pending if not r.logged and r.log_row]
         self.world.progress(f"writing {len(merged)} row(s) back")
-        report = self.world.backend.write(self._specs(), merged)
+        with self.world.backend.batch():  # the xlsx workbook is saved once, here, or not at all
+            report = self.world.backend.write(self._specs(), merged)
+            for plan in plans:
+                for key, rows in plan.appends.items():
+                    self._append_records(key, rows)
+                if plan.dashboard is not None:
+                    self.world.backend.write_dashboard(plan.dashboard)
+            if to_log:
+                self.world.backend.append(self.settings.sheet.title("log"), [r.log_row for r in to_log])
+        # Only now is the sheet known to hold it all: the ledger stops carrying it.
         self.report.cells_written += report.cells
         self.report.lost += report.lost
         self.ledger.mark_written([r.key for r in pending if not r.written_back])
+        self.ledger.mark_logged([r.key for r in to_log])
+        self.report.log_rows = len(to_log)
         for plan in plans:
             if plan.seen_stages:
                 self.ledger.remember_stages(plan.seen_stages)
             self.ledger.record_replies(plan.replies)
             self.ledger.record_bounces(plan.bounces)
-            for key, rows in plan.appends.items():
-                self._append_records(key, rows)
-            for key, value in plan.remember.items():  # last: e.g. the mailbox position, once its effects are kept
+            for key, value in plan.remember.items():  # e.g. the mailbox position, once its effects are kept
                 self.ledger.set_value(key, value)
-            if plan.dashboard is not None:
-                self.world.backend.write_dashboard(plan.dashboard)
-        to_log = [r for r in pending if not r.logged and r.log_row]
-        if to_log:
-            self.world.backend.append(self.settings.sheet.title("log"), [r.log_row for r in to_log])
-            self.ledger.mark_logged([r.key for r in to_log])
-            self.report.log_rows = len(to_log)
         self.report.writes = merged
 
     def _append_records(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -9,6 +9,7 @@ their content (`fingerprint`).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
@@ -230,6 +231,9 @@ class Backend(Protocol):
 
     def location(self) -> str:
         """Where the spreadsheet is, for people: a file path or a URL."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the writes inside into as few saves as the backend allows (the xlsx file: one)."""
 
 
 def as_cell(value: Any) -> Any:

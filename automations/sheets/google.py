@@ -9,6 +9,7 @@ full jitter; gspread's own retrying client is not used because it retries foreve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -137,6 +138,10 @@ class GoogleBackend:
 
     def location(self) -> str:
         return f"https://docs.google.com/spreadsheets/d/{self.key}"
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Google applies each request as it comes: nothing to gather."""
+        return contextlib.nullcontext()
 
     # -- requests, with errors turned into one line ----------------------------------------------
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -45,6 +45,7 @@ class XlsxBackend:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._batch: Workbook | None = None  # the workbook a batch() is editing
 
     def location(self) -> str:
         return str(self.path)
@@ -140,8 +141,24 @@ class XlsxBackend:
             raise SheetError(f"{self.path}: cannot open the workbook ({reason})") from None
 
     @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every change inside is made on one loaded workbook, saved once at the end (or not at all)."""
+        if self._batch is not None:
+            yield
+            return
+        with self._editing() as workbook:
+            self._batch = workbook
+            try:
+                yield
+            finally:
+                self._batch = None
+
+    @contextlib.contextmanager
     def _editing(self, create: bool = False) -> Iterator[Workbook]:
         """Load under an exclusive lock, let the caller change the workbook, then replace the file whole."""
+        if self._batch is not None:
+            yield self._batch  # inside batch(): saved when the batch ends
+            return
         self._refuse_if_open_elsewhere()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(f".{self.path.name}.partnerloop-lock")
