@@ -41,8 +41,18 @@ class RowRef:
         return RowWrite(self.tab, self.row_id, dict(values), None if self.new else self.match)
 
 
+class _Row:
+    """What every row with an ID offers: its ID, from where the row is."""
+
+    ref: RowRef
+
+    @property
+    def id(self) -> str:
+        return self.ref.row_id
+
+
 @dataclass(frozen=True)
-class Partner:
+class Partner(_Row):
     ref: RowRef
     business: str
     kind: str
@@ -70,16 +80,12 @@ class Partner:
     problems: tuple[str, ...] = ()
 
     @property
-    def id(self) -> str:
-        return self.ref.row_id
-
-    @property
     def first_name(self) -> str:
         return self.contact_name.split()[0] if self.contact_name.split() else ""
 
 
 @dataclass(frozen=True)
-class Referral:
+class Referral(_Row):
     ref: RowRef
     direction: str
     partner_text: str
@@ -103,13 +109,9 @@ class Referral:
     status: str
     problems: tuple[str, ...] = ()
 
-    @property
-    def id(self) -> str:
-        return self.ref.row_id
-
 
 @dataclass(frozen=True)
-class Event:
+class Event(_Row):
     ref: RowRef
     name: str
     date: Day | None
@@ -123,10 +125,6 @@ class Event:
     reminder_sent: Day | None
     status: str
     problems: tuple[str, ...] = ()
-
-    @property
-    def id(self) -> str:
-        return self.ref.row_id
 
 
 @dataclass(frozen=True)
