@@ -1,0 +1,136 @@
+"""SMTP messages per second for 1,000 emails: the transport alone, and a whole `run --all`.
+
+1. The transport alone: bench/smtp_throughput.py (render, build and hand over N messages on one
+   connection; no sheet, no ledger), run as it is.
+2. The whole program: a workbook with N due prospects, the real `python -m automations run --all`
+   as a subprocess delivering to a loopback SMTP sink that timestamps every arrival. This adds the
+   send ledger (a claim and a settle per message, each a durable SQLite commit), the send window
+   and limits, and the write-back. The rate is taken between the first and the last arrival;
+   the run's wall time is printed too.
+
+Not a test: run it by hand.
+
+    python bench/smtp_rate.py [--messages 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+REPO = Path(__file__).resolve().parent.parent
+NOW = "2026-11-27T10:00"
+
+
+class TimedSink:
+    """Accepts every message and records when each arrived."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrivals: list[float] = []
+        self.peers: set[str] = set()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            self.arrivals.append(time.perf_counter())
+            self.peers.add(str(session.peer))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def transport_alone(n: int) -> str:
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "smtp_throughput.py"), "--messages", str(n)],
+                         capture_output=True, text=True, cwd=REPO)
+    if run.returncode != 0:
+        raise SystemExit(run.stdout + run.stderr)
+    return run.stdout.strip()
+
+
+def whole_run(n: int) -> tuple[int, float, float, int]:
+    sys.path.insert(0, str(REPO))
+    from automations.check import init_sheet
+    from automations.config import settings_from_dict
+    from automations.sheets import open_backend
+
+    sink = TimedSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            config = folder / "settings.toml"
+            config.write_text(f"""
+[clinic]
+name = "Riverside Physical Therapy"
+address = "120 Main Street, Springfield, IL 62701"
+from_email = "partners@riverside-pt.example"
+staff_email = "frontdesk@riverside-pt.example"
+timezone = "America/Chicago"
+[sheet]
+backend = "xlsx"
+path = "bench.xlsx"
+[email]
+transport = "smtp"
+host = "127.0.0.1"
+port = {port}
+security = "none"
+daily_limit = {n + 10}
+send_window = "Mon-Sun 00:00-23:59"
+[state]
+dir = "state"
+""")
+            settings = settings_from_dict({"sheet": {"backend": "xlsx", "path": "bench.xlsx"}}, config)
+            prospects = [{"Partner ID": f"P-{i:05d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
+                          "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect",
+                          "Why partner": "strength work after rehab"} for i in range(1, n + 1)]
+            init_sheet(open_backend(settings), settings, {"partners": prospects})
+            started = time.perf_counter()
+            run = subprocess.run([sys.executable, "-m", "automations", "--config", str(config), "run", "--all",
+                                  "--now", NOW], capture_output=True, text=True, cwd=REPO,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+            wall = time.perf_counter() - started
+            if run.returncode != 0:
+                raise SystemExit(run.stdout + run.stderr)
+            sent = int(re.search(r"sent (\d+) email", run.stdout).group(1))  # type: ignore[union-attr]
+    finally:
+        controller.stop()
+    arrivals = sorted(sink.arrivals)
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
+    return sent, span, wall, len(sink.peers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    args = parser.parse_args(argv)
+    n = args.messages
+    print(f"1. transport alone (bench/smtp_throughput.py --messages {n}):")
+    for line in transport_alone(n).splitlines():
+        print(f"   {line}")
+    sent, span, wall, connections = whole_run(n)
+    print(f"2. `partnerloop run --all` with {n} due intros, xlsx sheet, SMTP on 127.0.0.1:")
+    print(f"   {sent} messages, first to last arrival {span:.2f} s = {(sent - 1) / span:.1f} msg/s "
+          f"over {connections} connection{'s' if connections != 1 else ''}; whole run {wall:.2f} s wall "
+          f"(start-up, read, {sent} ledger claims and settles, write-back)")
+    return 0 if sent == n else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
