@@ -61,7 +61,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         Renderer(settings.templates_dir).check_all(settings.clinic, today)
     except TemplateProblem as exc:
         template_problems.append(f"Templates: {exc}")
-    for line in [*template_problems, *map(str, result.problems)]:
+    patients = settings.sheet.title("referrals")  # rows with patient data: their cells are not printed
+    for line in [*template_problems, *(p.redacted() if p.ref.tab == patients else str(p) for p in result.problems)]:
         say(line)
     for lost in result.lost:
         say(f"not written: {lost}")

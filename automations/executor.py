@@ -20,7 +20,7 @@ from automations.config import Settings
 from automations.errors import MailError, PartnerloopError
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.locks import JobLock
-from automations.mail.ledger import Ledger
+from automations.mail.ledger import Ledger, SendKey, SendRecord
 from automations.mail.message import build_message
 from automations.mail.render import Renderer, RenderError
 from automations.mail.transport import (
@@ -142,6 +142,7 @@ class _Run:
         self.sent_this_run = 0
         self.writes: list[RowWrite] = []
         self.book: Book | None = None
+        self.settled_now: set[SendKey] = set()  # sends whose outcome this run recorded
 
     def go(self) -> RunReport:
         from automations.jobs import JOBS
@@ -276,6 +277,7 @@ class _Run:
             status = f"Not sent: the mail server refused the {email.recipient}'s address ({exc}); correct it to retry"
             self.ledger.settle(email.key, "refused", str(exc), self.world.clock(),
                                {STATUS: status} if email.writes_back else {}, log_result=f"refused: {exc}")
+            self.settled_now.add(email.key)
             return self._outcome(email, "refused", str(exc))
         except OutcomeUnknown as exc:
             self.stop_sending = f"the mail server connection broke ({exc}); the rest waits for the next run"
@@ -291,6 +293,7 @@ class _Run:
         finally:
             self.last_send = self._monotonic()
         self.ledger.settle(email.key, "sent", result, self.world.clock())
+        self.settled_now.add(email.key)
         self.sent_this_run += 1
         log.info("sent %s %s %s", email.job, email.row.row_id, email.template)
         return self._outcome(email, "sent")
@@ -336,9 +339,16 @@ class _Run:
             self.report.writes = merge_writes([*plan_writes, *self.report.writes, *self.writes])
             return
         pending = self.ledger.pending_writebacks()
-        delivered = [RowWrite(r.tab, r.key.row_id, r.writeback, r.match) for r in pending if not r.written_back]
-        merged = merge_writes([*plan_writes, *self.writes, *delivered])
-        to_log = [r for r in pending if not r.logged and r.log_row]
+        # What this run delivered, and what an earlier run delivered but could not write back (carried).
+        carried = [r for r in pending if r.key not in self.settled_now]
+        fresh = [r for r in pending if r.key in self.settled_now]
+
+        def cells_of(records: list[SendRecord]) -> list[RowWrite]:
+            return [RowWrite(r.tab, r.key.row_id, r.writeback, r.match) for r in records if not r.written_back]
+
+        # A carried status is stale where the jobs said something newer about the row this run.
+        merged = merge_writes([*plan_writes, *self.writes, *cells_of(fresh)], fallback=cells_of(carried))
+        to_log = [r for r in fresh if not r.logged and r.log_row] + self._unlogged(carried)
         self.world.progress(f"writing {len(merged)} row(s) back")
         with self.world.backend.batch():  # the xlsx workbook is saved once, here, or not at all
             report = self.world.backend.write(self._specs(), merged)
@@ -363,6 +373,18 @@ class _Run:
             for key, value in plan.remember.items():  # e.g. the mailbox position, once its effects are kept
                 self.ledger.set_value(key, value)
         self.report.writes = merged
+
+    def _unlogged(self, carried: list[SendRecord]) -> list[SendRecord]:
+        """Carried Log lines minus those an interrupted run appended already (found by Message-ID)."""
+        lines = [r for r in carried if not r.logged and r.log_row]
+        if not lines:
+            return []
+        title = self.settings.sheet.title("log")
+        table = self.world.backend.read([title])[title]
+        present = {str(table.get(row, "Message-ID")) for row in table.rows} if table is not None else set()
+        landed = [r for r in lines if r.message_id in present]
+        self.ledger.mark_logged([r.key for r in landed])
+        return [r for r in lines if r.message_id not in present]
 
     def _append_records(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append rows given by column name, in the order of the tab's header as staff arranged it."""
@@ -405,23 +427,38 @@ def unknown_status(email: Email) -> str:
             "or `--resend`")
 
 
-def merge_writes(writes: Sequence[RowWrite]) -> list[RowWrite]:
-    """One write per row; statuses from several sources joined with '; ' in order, without repeats."""
+def merge_writes(writes: Sequence[RowWrite], fallback: Sequence[RowWrite] = ()) -> list[RowWrite]:
+    """One write per row; statuses from several sources joined with '; ' in order, without repeats.
+
+    A *fallback* write fills only the cells (and the status) that *writes* leave unsaid for its row.
+    """
     merged: dict[tuple[str, str, Any], dict[str, Any]] = {}
     statuses: dict[tuple[str, str, Any], list[str]] = {}
+    numbers: dict[tuple[str, str, Any], int | None] = {}
     for write in writes:
         key = (write.tab, write.row_id, write.match)
         cells = merged.setdefault(key, {})
+        numbers.setdefault(key, write.number)
         for column, value in write.values.items():
             if column == STATUS:
                 if value and value not in statuses.setdefault(key, []):
                     statuses[key].append(value)
             else:
                 cells[column] = value
+    for write in fallback:
+        key = (write.tab, write.row_id, write.match)
+        cells = merged.setdefault(key, {})
+        numbers.setdefault(key, write.number)
+        for column, value in write.values.items():
+            if column == STATUS:
+                if value and not statuses.get(key):
+                    statuses[key] = [value]
+            else:
+                cells.setdefault(column, value)
     out = []
     for key, cells in merged.items():
         if statuses.get(key):
             cells[STATUS] = "; ".join(statuses[key])
         if cells:
-            out.append(RowWrite(key[0], key[1], cells, key[2]))
+            out.append(RowWrite(key[0], key[1], cells, key[2], numbers[key]))
     return out

@@ -38,7 +38,7 @@ class RowRef:
 
     def write(self, values: Mapping[str, Any]) -> RowWrite:
         """A write addressed by ID; by content only for a duplicate ID (new IDs are written first)."""
-        return RowWrite(self.tab, self.row_id, dict(values), None if self.new else self.match)
+        return RowWrite(self.tab, self.row_id, dict(values), None if self.new else self.match, self.number)
 
 
 class _Row:
@@ -137,6 +137,12 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.ref.tab} {self.ref.label}: {self.message}"
 
+    def redacted(self) -> str:
+        """The line without the cell values it quotes: safe to print where logs may keep it."""
+        hidden = re.sub(r"'[^']*'|\"[^\"]*\"", "(value hidden)", self.message)
+        hidden = re.sub(r"\s*\(There .*?\)|\s*\(The .*?\)", "", hidden)  # the address checker's detail
+        return f"{self.ref.tab} {self.ref.label}: {hidden}; see the row's Automation status"
+
 
 @dataclass
 class Book:
@@ -229,7 +235,7 @@ def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
             row_id = f"{spec.id_prefix}-{next_number:04d}"
             next_number += 1
             match = fingerprint(row.values)
-            book.new_ids.append(RowWrite(table.title, row_id, {id_col: row_id}, match))
+            book.new_ids.append(RowWrite(table.title, row_id, {id_col: row_id}, match, row.number))
         elif row_id in seen:
             match = fingerprint(row.values)
             problems.append(f"duplicate {id_col} {row_id}, also on row {seen[row_id]}; give this row its own ID "

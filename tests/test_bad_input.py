@@ -320,8 +320,6 @@ def test_any_sheet_is_checked_and_run_without_an_escaping_error(book: Workbook) 
         ledger.close()
 
 
-@pytest.mark.xfail(strict=True, reason="sheets/base.py _row_positions reads IDs with text(), model._rows with "
-                   "one_line(): an ID cell with a line break inside is never found again, so its row gets no status")
 def test_a_row_whose_id_holds_a_line_break_still_gets_its_status(tmp_path: Path) -> None:
     sheet_settings = make_settings(tmp_path)
     partners = [c.name for c in TABS["partners"].columns]
@@ -335,8 +333,6 @@ def test_a_row_whose_id_holds_a_line_break_still_gets_its_status(tmp_path: Path)
     assert row.status == "Needs attention: Business is empty; it is required"
 
 
-@pytest.mark.xfail(strict=True, reason="sheets/base.py plan_cells finds a row without a usable ID by its content and "
-                   "gives up when two rows have the same content, so a copied row never gets its status")
 def test_identical_copies_of_a_row_each_get_a_status(tmp_path: Path) -> None:
     sheet_settings = make_settings(tmp_path)
     book: Workbook = {spec.title: ([c.name for c in spec.columns], []) for spec in (TABS[k] for k in READ_KEYS)}

@@ -71,13 +71,20 @@ def test_bad_rows_each_get_one_clear_message_and_a_status(
     out = capsys.readouterr().out.splitlines()
     problems = [line for line in out if line.startswith(("Partners ", "Referrals "))]
     assert len(BAD_PARTNERS) + len(BAD_REFERRALS) >= 20
-    for (row, words), tab in [*((b, "Partners") for b in BAD_PARTNERS), *((b, "Referrals") for b in BAD_REFERRALS)]:
-        mine = [line for line in problems if line.startswith(f"{tab} {row[0]}") and words in line]
+    book = read_book(open_backend(settings), settings)
+    referral_status = {r.id: r.status for r in book.referrals}
+    for row, words in BAD_PARTNERS:
+        mine = [line for line in problems if line.startswith(f"Partners {row[0]}") and words in line]
         assert len(mine) == 1, (row[0], words, problems)
+    for row, words in BAD_REFERRALS:  # patient rows: printed without their cells, the status has it all
+        mine = [line for line in problems if line.startswith(f"Referrals {row[0]}: ")]
+        assert len(mine) == 1 and mine[0].endswith("; see the row's Automation status"), (row[0], problems)
+        assert words in referral_status[row[0]], (row[0], words, referral_status[row[0]])
+    assert "Referrals R-0004: Patient email (value hidden) is not a valid address; see the row's Automation status" \
+        in problems
     assert len(problems) == len(BAD_PARTNERS) + len(BAD_REFERRALS)
     assert "check: 22 problem(s)" in out[-1]
 
-    book = read_book(open_backend(settings), settings)
     by_id = {p.business: p.status for p in book.partners}
     assert by_id["Good Gym"] == ""
     assert by_id["Bad Stage"].startswith("Needs attention: Stage is 'Maybe later'")

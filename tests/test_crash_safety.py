@@ -399,8 +399,6 @@ def test_sigkill_at_twenty_points_then_rerun_sends_each_email_once_and_loses_no_
             assert secret not in printed
 
 
-@pytest.mark.xfail(strict=True, reason="a kill after the Log append landed but before the ledger marked it logged "
-                   "appends the same Log rows again on the next run (executor._Run._finish)")
 def test_a_kill_after_the_log_append_landed_does_not_duplicate_log_rows(
     tmp_path: Path, emulator: Any, smtp: SmtpServer
 ) -> None:

@@ -260,8 +260,6 @@ def test_a_sheet_that_cannot_be_read_stops_before_sending_anything(
     assert sorted(arrivals(smtp).values()) == [1, 1, 1, 1, 3]  # three intros, the digest, three thank-yous
 
 
-@pytest.mark.xfail(strict=True, reason="GoogleBackend._call quotes a non-JSON (HTML) error body into the SheetError, "
-                   "so the one line staff see spans several lines of HTML")
 def test_an_html_error_page_becomes_one_plain_line(tmp_path: Path, emulator: Any) -> None:
     settings = google_settings(tmp_path, emulator)
     emulator.fail_next(RetryingHTTPClient.attempts, 503, "html")

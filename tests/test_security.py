@@ -351,8 +351,6 @@ dir = "state"
     assert "patient of R-0001" in printed  # the dry run names the patient's row, not the patient
 
 
-@pytest.mark.xfail(strict=True, reason="check prints each problem with the cell quoted (cells.parse_email, "
-                   "model._cell), so a mistyped Patient email or a Patient first name formula lands in the log")
 def test_check_and_run_print_no_mistyped_patient_address(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     rows = demo_rows(FRIDAY_10AM.date())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
-from automations.cells import is_blank, normalise_header, text
+from automations.cells import is_blank, normalise_header, one_line, text
 from automations.schema import TabSpec
 
 
@@ -82,6 +82,7 @@ class RowWrite:
     row_id: str
     values: Mapping[str, Any]
     match: tuple[str, ...] | None = None
+    number: int | None = None  # the row number when read: which of identical rows is meant
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def plan_cells(
     targets: list[tuple[str, CellTarget]] = []
     positions: dict[str, dict[str, int]] = {}
     by_content: dict[str, dict[tuple[str, ...], list[int]]] = {}
+    taken: dict[tuple[str, tuple[str, ...], Any], int] = {}  # identical rows: each write gets its own
     for write in writes:
         table = tables.get(write.tab)
         spec = specs[write.tab]
@@ -118,7 +120,7 @@ def plan_cells(
             positions[write.tab], by_content[write.tab] = _row_positions(table, spec)
         if write.match is not None:
             found = by_content[write.tab].get(write.match, [])
-            number = found[0] if len(found) == 1 else None
+            number = _pick(found, write, taken)
         else:
             number = positions[write.tab].get(write.row_id)
         if number is None:
@@ -136,12 +138,27 @@ def plan_cells(
     return targets, report
 
 
+def _pick(found: list[int], write: RowWrite, taken: dict[tuple[str, tuple[str, ...], Any], int]) -> int | None:
+    """The row a content-addressed write means: the only match, or among identical rows the one read there."""
+    if len(found) <= 1:
+        return found[0] if found else None
+    key = (write.tab, write.match or (), write.number if write.number is not None else write.row_id)
+    if key in taken:
+        return taken[key]
+    used = {n for (tab, match, _), n in taken.items() if tab == write.tab and match == write.match}
+    free = [n for n in found if n not in used]
+    number = write.number if write.number in free else (free[0] if free else None)
+    if number is not None:
+        taken[key] = number
+    return number
+
+
 def _row_positions(table: Table, spec: TabSpec) -> tuple[dict[str, int], dict[tuple[str, ...], list[int]]]:
     ids: dict[str, int] = {}
     content: dict[tuple[str, ...], list[int]] = {}
     id_col = table.index.get(normalise_header(spec.id_column)) if spec.id_column else None
     for row in table.rows:
-        row_id = text(row.values[id_col]) if id_col is not None and id_col < len(row.values) else ""
+        row_id = one_line(row.values[id_col]) if id_col is not None and id_col < len(row.values) else ""
         if row_id:
             ids.setdefault(row_id, row.number)
         content.setdefault(fingerprint(row.values), []).append(row.number)

@@ -14,7 +14,7 @@ import json
 import random
 import time
 from datetime import date, datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import requests
 from gspread.exceptions import APIError
@@ -22,7 +22,7 @@ from gspread.http_client import HTTPClient
 from gspread.utils import rowcol_to_a1
 from requests.adapters import HTTPAdapter
 
-from automations.cells import SERIAL_EPOCH, normalise_header, text
+from automations.cells import SERIAL_EPOCH, normalise_header, one_line, text
 from automations.config import GOOGLE_ENDPOINT, SheetSettings
 from automations.errors import SheetError
 from automations.schema import TabSpec
@@ -33,6 +33,14 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # FORMULA: a formula cell reads as its text on both backends (openpyxl reads formulas too), never as a value
 READ_PARAMS = {"valueRenderOption": "FORMULA", "dateTimeRenderOption": "SERIAL_NUMBER"}
 RAW = {"valueInputOption": "RAW"}
+
+
+class SheetRequestError(SheetError):
+    """Google refused a request; `status` tells a bad range (400) from an outage."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class EndpointRewrite(HTTPAdapter):
@@ -62,6 +70,16 @@ class RetryingHTTPClient(HTTPClient):
         self.rng = rng or random.Random()
         self.total_wait = 0.0
         self.retries = 0
+        self.retry_statuses: frozenset[int] = RETRY_STATUSES
+
+    @contextlib.contextmanager
+    def retrying_only(self, statuses: set[int]) -> Iterator[None]:
+        """Within: retry only these statuses (for requests that are not safe to repeat after a 5xx)."""
+        saved, self.retry_statuses = self.retry_statuses, frozenset(statuses)
+        try:
+            yield
+        finally:
+            self.retry_statuses = saved
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         for attempt in range(1, self.attempts + 1):
@@ -69,10 +87,10 @@ class RetryingHTTPClient(HTTPClient):
                 return super().request(*args, **kwargs)
             except APIError as exc:
                 status = exc.response.status_code
-                if status not in RETRY_STATUSES or attempt == self.attempts:
+                if status not in self.retry_statuses or attempt == self.attempts:
                     raise
             except (requests.ConnectionError, requests.Timeout):
-                if attempt == self.attempts:
+                if attempt == self.attempts or 500 not in self.retry_statuses:
                     raise
             delay = self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
             self.total_wait += delay
@@ -157,9 +175,11 @@ class GoogleBackend:
             elif status in (401,):
                 message = "Google refused the service-account credentials; check [sheet] credentials"
             else:
-                detail = exc.error.get("message", "") if isinstance(exc.error, dict) else ""
-                message = f"Google Sheets answered {status} to {what}: {str(detail)[:120]}"
-            raise SheetError(message) from None
+                # A non-JSON body (an HTML error page) is not a message for people: say the HTTP reason.
+                parsed = isinstance(exc.error, dict) and exc.error.get("code") != -1
+                detail = exc.error.get("message", "") if parsed else exc.response.reason
+                message = f"Google Sheets answered {status} to {what}: {one_line(detail)[:120]}"
+            raise SheetRequestError(message, status) from None
         except (requests.ConnectionError, requests.Timeout):
             raise SheetError(f"cannot reach {self.settings.api_endpoint} ({what}); check the network and try again") from None
 
@@ -188,8 +208,10 @@ class GoogleBackend:
         titles = sorted({w.tab for w in writes})
         try:
             grids = self._grids(titles)
-        except SheetError:
-            present = self._titles()  # a tab was deleted since the read: name it
+        except SheetRequestError as exc:
+            if exc.status != 400:
+                raise
+            present = self._titles()  # a tab was deleted since the read: write the others, name it as lost
             grids = self._grids([t for t in titles if t in present])
         tables = {t: Table.from_grid(t, g) for t, g in grids.items()}
         targets, report = plan_cells(tables, specs, writes)
@@ -206,8 +228,10 @@ class GoogleBackend:
         if not rows:
             return
         body = {"values": [[raw_value(v) for v in row] for row in rows]}
-        self._call(f"appending to {title}", self.http.values_append, self.key, f"{quote_title(title)}!A1",
-                   {**RAW, "insertDataOption": "INSERT_ROWS"}, body)
+        # Not retried on a 5xx, which Google may send after applying it: the next run checks what landed.
+        with self.http.retrying_only({429}):
+            self._call(f"appending to {title}", self.http.values_append, self.key, f"{quote_title(title)}!A1",
+                       {**RAW, "insertDataOption": "INSERT_ROWS"}, body)
 
     def ensure_layout(
         self, tabs: Sequence[tuple[str, TabSpec]], demo: Mapping[str, Sequence[Mapping[str, Any]]]
