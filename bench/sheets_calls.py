@@ -55,28 +55,6 @@ def rows_for(n: int) -> dict[str, list[dict[str, Any]]]:
     return {"partners": partners, "referrals": referrals}
 
 
-def config_text(emulator_url: str, key: str, folder: Path) -> str:
-    return f"""
-[clinic]
-name = "Riverside Physical Therapy"
-address = "120 Main Street, Springfield, IL 62701"
-from_email = "partners@riverside-pt.example"
-staff_email = "frontdesk@riverside-pt.example"
-timezone = "America/Chicago"
-[sheet]
-backend = "google"
-key = "{key}"
-api_endpoint = "{emulator_url}"
-[email]
-transport = "outbox"
-outbox_dir = "{folder / 'outbox'}"
-daily_limit = 100000
-send_window = "Mon-Sun 00:00-23:59"
-[state]
-dir = "{folder / 'state'}"
-"""
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10, 1000, 10000])
@@ -85,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from automations.check import init_sheet
     from automations.config import settings_from_dict
     from automations.sheets import open_backend
+    from tests.support.configs import write_config
     from tests.support.sheets_emulator import SheetsEmulator
 
     results = []
@@ -95,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             key = f"bench-{n}"
             emulator.create_spreadsheet(key, f"partnerloop bench {n}")
-            config = folder / "settings.toml"
-            config.write_text(config_text(emulator.base_url, key, folder))
+            # No owner_email: the owner's digest would add a send and its calls to every size.
+            config = write_config(folder / "settings.toml", clinic={"owner_email": ""},
+                                  sheet={"backend": "google", "key": key, "api_endpoint": emulator.base_url},
+                                  email={"transport": "outbox", "outbox_dir": folder / "outbox", "daily_limit": 100000,
+                                         "send_window": "Mon-Sun 00:00-23:59"},
+                                  state={"dir": folder / "state"})
             settings = settings_from_dict({"sheet": {"backend": "google", "key": key,
                                                      "api_endpoint": emulator.base_url}}, config)
             init_sheet(open_backend(settings), settings, rows_for(n))

@@ -67,6 +67,7 @@ def whole_run(n: int) -> tuple[int, float, float, int]:
     from automations.check import init_sheet
     from automations.config import settings_from_dict
     from automations.sheets import open_backend
+    from tests.support.configs import write_config
 
     sink = TimedSink()
     port = free_port()
@@ -75,27 +76,12 @@ def whole_run(n: int) -> tuple[int, float, float, int]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            config = folder / "settings.toml"
-            config.write_text(f"""
-[clinic]
-name = "Riverside Physical Therapy"
-address = "120 Main Street, Springfield, IL 62701"
-from_email = "partners@riverside-pt.example"
-staff_email = "frontdesk@riverside-pt.example"
-timezone = "America/Chicago"
-[sheet]
-backend = "xlsx"
-path = "bench.xlsx"
-[email]
-transport = "smtp"
-host = "127.0.0.1"
-port = {port}
-security = "none"
-daily_limit = {n + 10}
-send_window = "Mon-Sun 00:00-23:59"
-[state]
-dir = "state"
-""")
+            # No owner_email: the owner's digest would be one more message than the N intros measured.
+            config = write_config(folder / "settings.toml", clinic={"owner_email": ""},
+                                  sheet={"backend": "xlsx", "path": "bench.xlsx"},
+                                  email={"transport": "smtp", "host": "127.0.0.1", "port": port, "security": "none",
+                                         "daily_limit": n + 10, "send_window": "Mon-Sun 00:00-23:59"},
+                                  state={"dir": "state"})
             settings = settings_from_dict({"sheet": {"backend": "xlsx", "path": "bench.xlsx"}}, config)
             prospects = [{"Partner ID": f"P-{i:05d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
                           "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect",

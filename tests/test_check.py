@@ -15,6 +15,7 @@ from automations.config import Settings
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import Staff, google_settings, make_settings
+from tests.support.configs import config_for, write_config
 
 PARTNERS_HEADER = ["Partner ID", "Business", "Kind", "Contact name", "Email", "Stage", "Meeting date", "Do not email"]
 REFERRALS_HEADER = ["Referral ID", "Direction", "Partner", "Patient first name", "Patient email", "Consent",
@@ -63,7 +64,7 @@ def test_bad_rows_each_get_one_clear_message_and_a_status(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = google_settings(tmp_path, request.getfixturevalue("emulator")) if backend == "google" else make_settings(tmp_path)
-    config = _config_file(tmp_path, settings)
+    config = config_for(tmp_path / "settings.toml", settings)
     staff = staff_for(settings)
     write_bad_sheet(settings, staff)
 
@@ -98,7 +99,7 @@ def test_bad_rows_each_get_one_clear_message_and_a_status(
 def test_fixed_rows_get_their_problem_status_cleared(tmp_path: Path, staff_for: Callable[[Settings], Staff],
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path)
-    config = _config_file(tmp_path, settings)
+    config = config_for(tmp_path / "settings.toml", settings)
     staff = staff_for(settings)
     staff.replace("Partners", [PARTNERS_HEADER, ["P-0001", "Gym", "Other", "Ann", "ann@", "Prospect"]])
     init_sheet(open_backend(settings), settings)
@@ -113,7 +114,7 @@ def test_missing_tab_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: Cal
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path)
     staff_for(settings).replace("Partners", [PARTNERS_HEADER])
-    assert main(["--config", str(_config_file(tmp_path, settings)), "check"]) == 2
+    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "partnerloop check: Referrals: tab is missing; run `partnerloop init` to add it"
 
@@ -124,14 +125,14 @@ def test_missing_column_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: 
     init_sheet(open_backend(settings), settings)
     staff = staff_for(settings)
     staff.replace("Partners", [["Partner ID", "Stage"], ["P-0001", "Prospect"]])
-    assert main(["--config", str(_config_file(tmp_path, settings)), "check"]) == 2
+    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 2
     assert "Partners: columns 'Business', 'Outreach step'" in capsys.readouterr().err
 
 
 def test_google_wrong_key_is_one_line_and_writes_nothing(tmp_path: Path, emulator: Any,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "g.toml"
-    config.write_text(f'[sheet]\nbackend = "google"\nkey = "no-such-sheet"\napi_endpoint = "{emulator.base_url}"\n')
+    config = write_config(tmp_path / "g.toml", sheet={"backend": "google", "key": "no-such-sheet",
+                                                      "api_endpoint": emulator.base_url})
     emulator.reset_requests()
     assert main(["--config", str(config), "check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -149,8 +150,7 @@ def test_google_missing_or_invalid_credentials_is_one_line(tmp_path: Path, conte
     key_file = tmp_path / "service-account.json"
     if content is not None:
         key_file.write_text(content)
-    config = tmp_path / "g.toml"
-    config.write_text(f'[sheet]\nbackend = "google"\nkey = "abc"\ncredentials = "{key_file}"\n')
+    config = write_config(tmp_path / "g.toml", sheet={"backend": "google", "key": "abc", "credentials": key_file})
     assert main(["--config", str(config), "check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words.format(path=key_file) in err[0]
@@ -158,25 +158,12 @@ def test_google_missing_or_invalid_credentials_is_one_line(tmp_path: Path, conte
 
 def test_init_demo_then_check_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path)
-    config = _config_file(tmp_path, settings)
+    config = config_for(tmp_path / "settings.toml", settings)
     assert main(["--config", str(config), "init", "--demo", "--now", "2026-11-27"]) == 0
     assert main(["--config", str(config), "check", "--now", "2026-11-27"]) == 0
     book = read_book(open_backend(settings), settings)
     assert len(book.partners) == 10 and book.referrals and book.events
     assert book.events[0].date == date(2026, 11, 30)
-
-
-def _config_file(tmp_path: Path, settings: Settings) -> Path:
-    """Write a config file equivalent to *settings* for the command line."""
-    path = tmp_path / "settings.toml"
-    sheet = settings.sheet
-    lines = ['[clinic]', 'timezone = "America/Chicago"', 'address = "120 Main Street, Springfield, IL 62701"', '[sheet]', f'backend = "{sheet.backend}"',
-             f'path = "{sheet.path}"']
-    if sheet.backend == "google":
-        lines += [f'key = "{sheet.key}"', f'api_endpoint = "{sheet.api_endpoint}"']
-    lines += ['[email]', f'outbox_dir = "{settings.email.outbox_dir}"', '[state]', f'dir = "{settings.state_dir}"']
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_a_broken_template_is_a_check_problem_naming_file_and_line(tmp_path: Path,
@@ -190,8 +177,7 @@ def test_a_broken_template_is_a_check_problem_naming_file_and_line(tmp_path: Pat
     broken = templates / "referral_thanks.html.j2"
     broken.write_text(broken.read_text() + "\n{% if %}\n")
     settings = make_settings(tmp_path)
-    config = _config_file(tmp_path, settings)
-    config.write_text(config.read_text() + f'[templates]\ndir = "{templates}"\n')
+    config = config_for(tmp_path / "settings.toml", settings, templates={"dir": templates})
     init_sheet(open_backend(settings), settings)
     assert main(["--config", str(config), "check"]) == 1
     out = capsys.readouterr().out

@@ -16,30 +16,14 @@ from automations.cli import main
 from automations.mail.ledger import Ledger, SendKey
 from automations.mail.render import EMAIL_TEMPLATES
 from tests.conftest import REPO
+from tests.support.configs import write_config
 
 
 def demo_config(tmp_path: Path) -> Path:
-    config = tmp_path / "settings.toml"
-    config.write_text(f"""
-[clinic]
-name = "Riverside Physical Therapy"
-address = "120 Main Street, Springfield, IL 62701"
-from_email = "partners@riverside-pt.example"
-staff_email = "frontdesk@riverside-pt.example"
-owner_email = "owner@riverside-pt.example"
-timezone = "America/Chicago"
-[sheet]
-path = "{tmp_path / 'sheet.xlsx'}"
-[email]
-outbox_dir = "{tmp_path / 'outbox'}"
-[state]
-dir = "{tmp_path / 'state'}"
-""")
+    config = write_config(tmp_path / "settings.toml", sheet={"path": tmp_path / "sheet.xlsx"},
+                          email={"outbox_dir": tmp_path / "outbox"}, state={"dir": tmp_path / "state"})
     assert main(["--config", str(config), "init", "--demo", "--now", "2026-11-27"]) == 0
     return config
-
-
-
 
 
 def test_dry_run_lists_what_would_be_sent_and_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

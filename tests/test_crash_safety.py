@@ -31,6 +31,7 @@ from automations.config import Settings
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import REPO, google_settings
+from tests.support.configs import config_for
 from tests.support.smtp_server import SmtpServer
 
 NOW = "2026-11-27T10:00"  # a Friday, clinic time
@@ -92,30 +93,10 @@ def seed(settings: Settings) -> None:
 
 
 def write_config(tmp_path: Path, settings: Settings, smtp: SmtpServer) -> Path:
-    path = tmp_path / "crash.toml"
-    path.write_text(f"""
-[clinic]
-name = "Riverside Physical Therapy"
-address = "120 Main Street, Springfield, IL 62701"
-from_email = "partners@riverside-pt.example"
-staff_email = "frontdesk@riverside-pt.example"
-timezone = "America/Chicago"
-[sheet]
-backend = "google"
-key = "{settings.sheet.key}"
-api_endpoint = "{settings.sheet.api_endpoint}"
-[email]
-transport = "smtp"
-host = "{smtp.host}"
-port = {smtp.port}
-security = "none"
-timeout = 10
-daily_limit = 100000
-send_window = "Mon-Sun 00:00-23:59"
-[state]
-dir = "{settings.state_dir}"
-""")
-    return path
+    # No owner_email: `run --all` would add the owner's digest to the emails counted here.
+    return config_for(tmp_path / "crash.toml", settings, clinic={"owner_email": ""},
+                      email={"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none",
+                             "timeout": 10, "daily_limit": 100000, "send_window": "Mon-Sun 00:00-23:59"})
 
 
 # -- watching the run from outside -------------------------------------------------------------------

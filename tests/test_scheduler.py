@@ -22,6 +22,7 @@ from automations.model import read_book
 from automations.scheduler import Daemon, add_line
 from automations.sheets import open_backend
 from tests.conftest import REPO, google_settings, make_settings
+from tests.support.configs import config_for
 from tests.support.smtp_server import SmtpServer
 
 
@@ -79,32 +80,9 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 def daemon_config(tmp_path: Path, settings: Settings, smtp: SmtpServer, schedule_line: str) -> Path:
-    path = tmp_path / "daemon.toml"
-    path.write_text(f"""
-[clinic]
-name = "Riverside Physical Therapy"
-address = "120 Main Street, Springfield, IL 62701"
-from_email = "partners@riverside-pt.example"
-staff_email = "frontdesk@riverside-pt.example"
-timezone = "America/Chicago"
-[sheet]
-backend = "google"
-key = "{settings.sheet.key}"
-api_endpoint = "{settings.sheet.api_endpoint}"
-[email]
-transport = "smtp"
-host = "{smtp.host}"
-port = {smtp.port}
-security = "none"
-timeout = 10
-daily_limit = 1000
-send_window = "Mon-Sun 00:00-23:59"
-[schedule]
-outreach = "{schedule_line}"
-[state]
-dir = "{tmp_path / 'state'}"
-""")
-    return path
+    return config_for(tmp_path / "daemon.toml", settings, schedule={"outreach": schedule_line},
+                      email={"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none",
+                             "timeout": 10, "daily_limit": 1000, "send_window": "Mon-Sun 00:00-23:59"})
 
 
 def seed_prospects(settings: Settings, n: int) -> None:
@@ -172,10 +150,9 @@ def test_a_second_run_of_a_job_already_running_exits_2_and_sends_nothing(
 ) -> None:
     settings = make_settings(tmp_path)
     seed_prospects(settings, 2)
-    config = tmp_path / "run.toml"
-    config.write_text(f'[sheet]\npath = "{settings.sheet.path}"\n[email]\ntransport = "smtp"\nhost = "{smtp.host}"\n'
-                      f'port = {smtp.port}\nsecurity = "none"\nsend_window = "Mon-Sun 00:00-23:59"\n'
-                      f'[state]\ndir = "{settings.state_dir}"\n')
+    config = config_for(tmp_path / "run.toml", settings,
+                        email={"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none",
+                               "send_window": "Mon-Sun 00:00-23:59"})
     with JobLock(settings.state_dir, "outreach"):
         result = subprocess.run([sys.executable, "-m", "automations", "--config", str(config), "run", "outreach"],
                                 capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -30,6 +30,7 @@ from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import REPO, google_settings, make_settings
+from tests.support.configs import config_for, write_config
 from tests.support.smtp_server import SmtpServer
 
 TZ = ZoneInfo("America/Chicago")
@@ -283,17 +284,6 @@ def leaked(output: str, details: list[str]) -> list[str]:
     return [d for d in details if re.search(rf"(?<![\w.@-]){re.escape(d)}(?![\w@-])", output)]
 
 
-CLINIC = """
-[clinic]
-name = "Riverside Physical Therapy"
-address = "120 Main Street, Springfield, IL 62701"
-from_email = "partners@riverside-pt.example"
-staff_email = "frontdesk@riverside-pt.example"
-owner_email = "owner@riverside-pt.example"
-timezone = "America/Chicago"
-"""
-
-
 def partnerloop(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "automations", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=120)
@@ -307,22 +297,10 @@ def test_demo_and_an_smtp_run_print_no_patient_data_and_no_password(tmp_path: Pa
     outputs = [demo.stdout + demo.stderr]
 
     with SmtpServer(auth=("clinic", PASSWORD)) as server:
-        config = tmp_path / "smtp.toml"
-        config.write_text(f"""{CLINIC}
-[sheet]
-path = "sheet.xlsx"
-[email]
-transport = "smtp"
-host = "{server.host}"
-port = {server.port}
-security = "none"
-username = "clinic"
-password_env = "PARTNERLOOP_SMTP_PASSWORD"
-timeout = 10
-send_window = "Mon-Fri 08:30-17:30"
-[state]
-dir = "state"
-""")
+        config = write_config(tmp_path / "smtp.toml", sheet={"path": "sheet.xlsx"}, state={"dir": "state"},
+                              email={"transport": "smtp", "host": server.host, "port": server.port, "security": "none",
+                                     "username": "clinic", "password_env": "PARTNERLOOP_SMTP_PASSWORD", "timeout": 10,
+                                     "send_window": "Mon-Fri 08:30-17:30"})
         now = "2026-11-27T10:00"
         # the patient's address is refused, and the server's reply quotes it back
         server.refuse("jordan.blake@mail.example", 550, "5.1.1 <jordan.blake@mail.example>: unknown user")
@@ -357,9 +335,7 @@ def test_check_and_run_print_no_mistyped_patient_address(tmp_path: Path) -> None
     rows["referrals"][0]["Patient email"] = "jordan.blake@mail"  # a typo: not a valid address
     rows["referrals"][1]["Patient first name"] = "=Morgan"
     init_sheet(open_backend(settings), settings, rows)
-    config = tmp_path / "check.toml"
-    config.write_text(f'{CLINIC}[sheet]\npath = "{settings.sheet.path}"\n[state]\ndir = "{settings.state_dir}"\n'
-                      f'[email]\ntransport = "outbox"\noutbox_dir = "{tmp_path / "outbox"}"\n')
+    config = config_for(tmp_path / "check.toml", settings)
     check = partnerloop("--config", str(config), "check", "--now", "2026-11-27T10:00", cwd=tmp_path)
     run = partnerloop("--config", str(config), "run", "--all", "--now", "2026-11-27T10:00", cwd=tmp_path)
     assert check.returncode == 1 and run.returncode == 0, run.stderr
