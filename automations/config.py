@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -18,9 +19,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automations.errors import ConfigError
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "settings.toml"
-DEFAULT_TEMPLATES = PACKAGE_ROOT / "templates"
+def _shipped(name: str) -> Path:
+    """A folder shipped with partnerloop: beside the package in a checkout, under share/ once installed."""
+    checkout = Path(__file__).resolve().parent.parent / name
+    installed = Path(sys.prefix) / "share" / "partnerloop" / name
+    return checkout if checkout.exists() or not installed.exists() else installed
+
+
+DEFAULT_CONFIG = _shipped("config") / "settings.toml"
+DEFAULT_TEMPLATES = _shipped("templates")
 GOOGLE_ENDPOINT = "https://sheets.googleapis.com"
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
