@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automations.errors import ConfigError
 
+
 def _shipped(name: str) -> Path:
     """A folder shipped with partnerloop: beside the package in a checkout, under share/ once installed."""
     checkout = Path(__file__).resolve().parent.parent / name
