@@ -202,7 +202,7 @@ class _Run:
         self.world.progress("reading the mailbox")
         fetch = self.world.mailbox
         if fetch is None:
-            from automations.mailbox import fetch_new
+            from automations.mail.imap import fetch_new
 
             fetch = fetch_new
         settings = self.settings

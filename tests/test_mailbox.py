@@ -14,15 +14,15 @@ import pytest
 
 from automations.config import Settings
 from automations.errors import MailError
-from automations.mail.ledger import Ledger
-from automations.mailbox import (
+from automations.mail.imap import fetch_new
+from automations.mail.inbound import (
     POSITION_KEY,
     InboundMessage,
     MailboxPosition,
     UnreadableMessage,
-    fetch_new,
     parse_message,
 )
+from automations.mail.ledger import Ledger
 from tests.conftest import make_settings
 from tests.support.imap_server import PASSWORD, ImapServer
 

@@ -26,8 +26,8 @@ from automations.executor import World, run_jobs
 from automations.jobs import JOBS
 from automations.jobs.plan import JobInput, Plan
 from automations.jobs.replies import OPT_OUT_REASON, plan_replies, reply_rate
+from automations.mail.inbound import InboundMessage
 from automations.mail.ledger import Ledger, SendKey
-from automations.mailbox import InboundMessage
 from automations.model import Book, parse_book, read_book
 from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS
 from automations.sheets import open_backend

@@ -1,6 +1,6 @@
 """The replies job: what the clinic's mailbox says about the emails partnerloop sent.
 
-A pure decision over the new messages `automations.mailbox.fetch_new` found (`JobInput.inbox`):
+A pure decision over the new messages `automations.mail.imap.fetch_new` found (`JobInput.inbox`):
 
 - a partner in the outreach sequence (Stage Prospect or Contacted) who replied: the reply is
   recorded (the outreach job then sends no more follow-ups) and the row says "Replied <date>:
@@ -23,8 +23,8 @@ from datetime import date
 from typing import Iterable, Mapping
 
 from automations.jobs.plan import JobInput, Plan
+from automations.mail.inbound import POSITION_KEY, InboundMessage, MailboxPosition, mailbox_name
 from automations.mail.ledger import SendKey
-from automations.mailbox import POSITION_KEY, InboundMessage, MailboxPosition, mailbox_name
 from automations.model import Partner, Referral, RowRef
 from automations.sheets.base import RowWrite
 
