@@ -435,26 +435,17 @@ def merge_writes(writes: Sequence[RowWrite], fallback: Sequence[RowWrite] = ()) 
     merged: dict[tuple[str, str, Any], dict[str, Any]] = {}
     statuses: dict[tuple[str, str, Any], list[str]] = {}
     numbers: dict[tuple[str, str, Any], int | None] = {}
-    for write in writes:
-        key = (write.tab, write.row_id, write.match)
-        cells = merged.setdefault(key, {})
-        numbers.setdefault(key, write.number)
-        for column, value in write.values.items():
-            if column == STATUS:
-                if value and value not in statuses.setdefault(key, []):
+    for primary, group in ((True, writes), (False, fallback)):
+        said = {key for key, values in statuses.items() if values}  # rows *writes* gave a status
+        for write in group:
+            key = (write.tab, write.row_id, write.match)
+            cells = merged.setdefault(key, {})
+            numbers.setdefault(key, write.number)
+            for column, value in write.values.items():
+                if column != STATUS:
+                    cells[column] = value if primary else cells.get(column, value)
+                elif value and value not in statuses.setdefault(key, []) and (primary or key not in said):
                     statuses[key].append(value)
-            else:
-                cells[column] = value
-    for write in fallback:
-        key = (write.tab, write.row_id, write.match)
-        cells = merged.setdefault(key, {})
-        numbers.setdefault(key, write.number)
-        for column, value in write.values.items():
-            if column == STATUS:
-                if value and not statuses.get(key):
-                    statuses[key] = [value]
-            else:
-                cells.setdefault(column, value)
     out = []
     for key, cells in merged.items():
         if statuses.get(key):

@@ -312,3 +312,24 @@ def test_never_to_an_opted_out_address(tmp_path: Path, smtp: SmtpServer, staff_f
     run_jobs(world(settings, FakeClock(FRIDAY_9AM)), ["outreach"])
     assert recipients(smtp) == ["coach2@studio2.example"]
     assert partner_statuses(settings)["P-0001"] == "Not emailed: the address is on Opt-outs"
+
+
+def test_merge_writes_joins_statuses_and_lets_carried_ones_fill_only_what_is_unsaid() -> None:
+    from automations.executor import merge_writes
+    from automations.sheets.base import RowWrite
+
+    merged = merge_writes(
+        [RowWrite("Referrals", "R-1", {"Automation status": "Partner emailed 2026-11-27", "Partner emailed": 1}),
+         RowWrite("Referrals", "R-1", {"Automation status": "Patient emailed 2026-11-27"}),
+         RowWrite("Partners", "P-1", {"Automation status": "No reply after the last follow-up: call Ann"})],
+        fallback=[RowWrite("Partners", "P-1", {"Automation status": "Follow-up 2 sent 2026-11-20", "Outreach step": 3}),
+                  RowWrite("Events", "E-1", {"Automation status": "Reminder sent 2026-11-20"}),
+                  RowWrite("Events", "E-1", {"Automation status": "Staff reminder sent 2026-11-20"}),
+                  RowWrite("Referrals", "R-1", {"Partner emailed": 0, "Thanks sent": 2})],
+    )
+    assert {(w.tab, w.row_id): dict(w.values) for w in merged} == {
+        ("Referrals", "R-1"): {"Partner emailed": 1, "Thanks sent": 2,
+                               "Automation status": "Partner emailed 2026-11-27; Patient emailed 2026-11-27"},
+        ("Partners", "P-1"): {"Outreach step": 3, "Automation status": "No reply after the last follow-up: call Ann"},
+        ("Events", "E-1"): {"Automation status": "Reminder sent 2026-11-20; Staff reminder sent 2026-11-20"},
+    }
