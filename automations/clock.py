@@ -11,15 +11,6 @@ from automations.config import SendWindow
 Clock = Callable[[], datetime]
 
 
-def system_clock(tz: ZoneInfo) -> Clock:
-    """The real clock in the clinic's time zone (the production default)."""
-    return lambda: datetime.now(tz)
-
-
-def fixed_clock(moment: datetime) -> Clock:
-    return lambda: moment
-
-
 def parse_now(text: str, tz: ZoneInfo, window: SendWindow) -> datetime:
     """`--now` as YYYY-MM-DDTHH:MM in clinic time, or a bare YYYY-MM-DD meaning when that day's send window opens."""
     try:

@@ -116,6 +116,7 @@ KPIS = (
     Kpi("active_partners", "Active partners", "int"),
     Kpi("prospects_contacted", "Prospects contacted", "int"),
     Kpi("meeting_rate", "Outreach meeting rate", "percent"),
+    Kpi("reply_rate", "Outreach reply rate", "percent"),
     Kpi("referrals_out", "Referrals out", "int"),
     Kpi("referrals_in", "Referrals in", "int"),
     Kpi("inbound_conversion", "Inbound conversion", "percent"),
@@ -129,7 +130,7 @@ KPIS = (
 Number = int | float | None
 
 
-def kpi_values(book: Book, period: Period) -> dict[str, Number]:
+def kpi_values(book: Book, period: Period, replied: Mapping[str, date] | None = None) -> dict[str, Number]:
     """Every KPI over one period (None where a rate has nothing to divide by).
 
     - active partners: Stage is Active now and Stage since (when known) is on or before the
@@ -137,6 +138,9 @@ def kpi_values(book: Book, period: Period) -> dict[str, Number]:
     - prospects contacted: partners whose first contact falls in the period;
     - outreach meeting rate: of those partners, the share now at Meeting or beyond (Meeting,
       Agreement, Active, Paused; Declined with a Meeting date);
+    - outreach reply rate: of those partners, the share who replied by email (the replies job's
+      record in *replied*) or are now at Meeting or beyond (they answered somehow); empty when the
+      mailbox is not read and nobody was contacted;
     - referrals out / in: referrals whose date falls in the period;
     - inbound conversion: of the In referrals dated in the period, the share with a First visit;
     - median days from referral to first visit: In referrals whose First visit falls in the
@@ -170,6 +174,8 @@ def kpi_values(book: Book, period: Period) -> dict[str, Number]:
                                and (p.stage_since is None or p.stage_since <= period.end)),
         "prospects_contacted": len(contacted),
         "meeting_rate": _share(sum(1 for p in contacted if stage_rank(p) >= 2), len(contacted)),
+        "reply_rate": _share(sum(1 for p in contacted if p.id in (replied or {}) or stage_rank(p) >= 2),
+                             len(contacted)),
         "referrals_out": out_count,
         "referrals_in": in_count,
         "inbound_conversion": _share(in_visited, in_count),
@@ -367,9 +373,10 @@ class Metrics:
     attention: tuple[AttentionRow, ...]
 
 
-def compute(book: Book, today: date, health: Mapping[str, RunRecord], jobs: Sequence[str] = ()) -> Metrics:
+def compute(book: Book, today: date, health: Mapping[str, RunRecord], jobs: Sequence[str] = (),
+            replied: Mapping[str, date] | None = None) -> Metrics:
     spans = periods(today)
-    values = [kpi_values(book, period) for period in spans]
+    values = [kpi_values(book, period, replied) for period in spans]
     return Metrics(
         today=today, periods=spans,
         kpis=tuple((kpi, tuple(v[kpi.key] for v in values)) for kpi in KPIS),

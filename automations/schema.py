@@ -40,10 +40,6 @@ class TabSpec:
                 return column
         raise KeyError(name)
 
-    @property
-    def auto_columns(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns if c.auto)
-
 
 STATUS = Column("Automation status", auto=True)
 
@@ -132,4 +128,3 @@ LOG = TabSpec(
 DASHBOARD = TabSpec("dashboard", "Dashboard", columns=())
 
 TABS: dict[str, TabSpec] = {t.key: t for t in (PARTNERS, REFERRALS, EVENTS, OPTOUTS, LOG, DASHBOARD)}
-ROW_TABS = (PARTNERS, REFERRALS, EVENTS)

@@ -151,6 +151,7 @@ def expected_kpis(rows: Mapping[str, list[Row]], start: date, end: date) -> list
         sum(1 for p in partners if p["Stage"] == "Active" and (not p.get("Stage since") or p["Stage since"] <= end)),
         len(cohort),
         sum(1 for p in cohort if reached(p) >= 2) / len(cohort) if cohort else None,
+        sum(1 for p in cohort if reached(p) >= 2) / len(cohort) if cohort else None,  # reply rate: no mailbox read
         sum(1 for r in outs if within(ref_date(r))),
         len(ins_dated),
         sum(1 for r in ins_dated if r.get("First visit")) / len(ins_dated) if ins_dated else None,
@@ -249,9 +250,10 @@ def test_every_dashboard_figure_matches_the_demo_rows(sheet: tuple[Settings, Any
     columns = [expected_kpis(rows, month_start, TODAY), expected_kpis(rows, last_end.replace(day=1), last_end),
                expected_kpis(rows, date(TODAY.year, 1, 1), TODAY)]
     labels = [r[0] for r in kpis]
-    assert labels[:2] == ["Active partners", "Prospects contacted"] and len(labels) == 11
-    assert_rows([r[1:] for r in kpis], [tuple(c[i] for c in columns) for i in range(11)])
-    assert columns[2][3] == 13 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
+    assert labels[:4] == ["Active partners", "Prospects contacted", "Outreach meeting rate", "Outreach reply rate"]
+    assert len(labels) == 12
+    assert_rows([r[1:] for r in kpis], [tuple(c[i] for c in columns) for i in range(12)])
+    assert columns[2][4] == 13 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
 
     header, funnel = block(grid, "Partner funnel")
     assert header == ["Stage", "Reached", "Now at stage", "Next-step conversion", "Cumulative conversion"]

@@ -107,20 +107,29 @@ def test_first_contact_is_dated_only_where_the_row_shows_it(book: Book) -> None:
 def test_kpis_for_each_period(book: Book) -> None:
     this, last, ytd = (metrics.kpi_values(book, p) for p in metrics.periods(TODAY))
     assert this == {
-        "active_partners": 2, "prospects_contacted": 1, "meeting_rate": 0.0, "referrals_out": 2, "referrals_in": 2,
+        "active_partners": 2, "prospects_contacted": 1, "meeting_rate": 0.0, "reply_rate": 0.0, "referrals_out": 2, "referrals_in": 2,
         "inbound_conversion": 0.5, "median_days_to_visit": 5.5, "consent_rate": 0.5, "events_held": 1,
         "attendees": 20, "event_new_patients": 2,
     }
     assert last == {
-        "active_partners": 1, "prospects_contacted": 2, "meeting_rate": 0.5, "referrals_out": 1, "referrals_in": 1,
+        "active_partners": 1, "prospects_contacted": 2, "meeting_rate": 0.5, "reply_rate": 0.5, "referrals_out": 1, "referrals_in": 1,
         "inbound_conversion": 1.0, "median_days_to_visit": None, "consent_rate": 1.0, "events_held": 1,
         "attendees": 10, "event_new_patients": 0,
     }
     assert ytd == {
-        "active_partners": 2, "prospects_contacted": 3, "meeting_rate": pytest.approx(1 / 3), "referrals_out": 3,
+        "active_partners": 2, "prospects_contacted": 3, "meeting_rate": pytest.approx(1 / 3),
+        "reply_rate": pytest.approx(1 / 3), "referrals_out": 3,
         "referrals_in": 4, "inbound_conversion": 0.75, "median_days_to_visit": 8.5,
         "consent_rate": pytest.approx(2 / 3), "events_held": 2, "attendees": 30, "event_new_patients": 2,
     }
+
+
+def test_reply_rate_counts_email_replies_and_partners_who_moved_on(book: Book) -> None:
+    ytd = metrics.periods(TODAY)[2]  # contacted: P-3 (Contacted), P-4 (Meeting), P-5 (Declined, no meeting)
+    assert metrics.kpi_values(book, ytd)["reply_rate"] == pytest.approx(1 / 3)  # P-4 answered somehow
+    with_mail = metrics.kpi_values(book, ytd, {"P-3": TODAY, "P-9": TODAY})  # P-9 was never contacted
+    assert with_mail["reply_rate"] == pytest.approx(2 / 3)
+    assert with_mail["meeting_rate"] == pytest.approx(1 / 3)  # a reply is not a meeting
 
 
 def test_rates_are_blank_when_there_is_nothing_to_divide_by() -> None:

@@ -25,7 +25,7 @@ from automations.config import Settings
 from automations.executor import World, run_jobs
 from automations.jobs import JOBS
 from automations.jobs.plan import JobInput, Plan
-from automations.jobs.replies import OPT_OUT_REASON, plan_replies, reply_rate
+from automations.jobs.replies import OPT_OUT_REASON, plan_replies
 from automations.mail.inbound import InboundMessage
 from automations.mail.ledger import Ledger, SendKey
 from automations.model import Book, parse_book, read_book
@@ -267,13 +267,6 @@ def test_the_new_position(tmp_path: Path) -> None:
     elsewhere = {"imap": json.dumps({"uidvalidity": 7, "uid": 900, "mailbox": "partners@imap.example/Old"})}
     assert json.loads(decide(settings, book, message("x@y.example", uidvalidity=7),
                              remembered=elsewhere).remember["imap"])["uid"] < 900
-
-
-def test_reply_rate() -> None:
-    replied = {"P-1": date(2026, 11, 3), "P-9": date(2026, 11, 4)}
-    assert reply_rate(replied, ["P-1", "P-2", "P-3", "P-4"]) == 0.25
-    assert reply_rate(replied, []) is None
-    assert reply_rate({}, ["P-1"]) == 0.0
 
 
 def test_the_job_is_registered() -> None:

@@ -26,7 +26,7 @@ def build_dashboard(inp: JobInput) -> Dashboard:
         JOBS,  # here, not at import: the registry imports this module
     )
 
-    m = metrics.compute(inp.book, inp.today, inp.health, list(JOBS))
+    m = metrics.compute(inp.book, inp.today, inp.health, list(JOBS), inp.replied)
     tz = inp.now.tzinfo
     return Dashboard(
         title=inp.settings.sheet.title("dashboard"),

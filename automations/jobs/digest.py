@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from automations import metrics
@@ -40,7 +41,7 @@ def plan_digest(inp: JobInput) -> Plan:
     reported = metrics.week_before(inp.today)
     partners = metrics.partner_rows(inp.book, inp.today)
     attention = metrics.attention_rows(inp.book)
-    values = digest_values(inp.book, reported, partners, attention)
+    values = digest_values(inp.book, reported, partners, attention, inp.replied)
     stored = _load(inp.remembered.get("digest"))
     if stored.get("week") == week:  # a second run this week: compare with what the first one compared with
         previous = stored.get("previous") or _recomputed(inp)
@@ -66,9 +67,10 @@ def plan_digest(inp: JobInput) -> Plan:
 
 
 def digest_values(book: Book, period: metrics.Period, partners: list[metrics.PartnerRow],
-                  attention: list[metrics.AttentionRow]) -> dict[str, metrics.Number]:
+                  attention: list[metrics.AttentionRow],
+                  replied: Mapping[str, date] | None = None) -> dict[str, metrics.Number]:
     """The week's KPIs, plus two snapshots as at today: dormant partners and rows needing attention."""
-    values = metrics.kpi_values(book, period)
+    values = metrics.kpi_values(book, period, replied)
     values["dormant_partners"] = sum(1 for r in partners if r.dormant)
     values["rows_needing_attention"] = len(attention)
     return values
@@ -121,7 +123,7 @@ def attention_lines(book: Book, rows: list[metrics.AttentionRow]) -> list[dict[s
 def _recomputed(inp: JobInput) -> dict[str, Any]:
     """The week before the reported one, from the sheet; snapshots of that time are not known."""
     earlier = metrics.week_before(inp.today, 2)
-    return {"reported": earlier.label, "values": metrics.kpi_values(inp.book, earlier)}
+    return {"reported": earlier.label, "values": metrics.kpi_values(inp.book, earlier, inp.replied)}
 
 
 def _load(raw: str | None) -> dict[str, Any]:

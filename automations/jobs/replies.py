@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable, Mapping
 
 from automations.jobs.plan import JobInput, Plan
 from automations.mail.inbound import POSITION_KEY, InboundMessage, MailboxPosition, mailbox_name
@@ -121,14 +120,6 @@ def plan_replies(inp: JobInput) -> Plan:
         bounces=bounces,
         remember=_position(messages, mailbox_name(inp.settings.email.imap), inp.remembered.get(POSITION_KEY)),
     )
-
-
-def reply_rate(replied: Mapping[str, date], contacted_partner_ids: Iterable[str]) -> float | None:
-    """Share of the contacted partners who replied (0..1); None when nobody was contacted."""
-    contacted = set(contacted_partner_ids)
-    if not contacted:
-        return None
-    return len(contacted & set(replied)) / len(contacted)
 
 
 class _Index:
