@@ -118,3 +118,12 @@ def test_demo_in_a_fresh_directory_with_no_config_writes_every_template(tmp_path
         templates.add(str(message["X-Partnerloop-Template"]))
         assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
     assert templates == set(EMAIL_TEMPLATES)
+
+
+def test_run_replies_without_a_mailbox_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    capsys.readouterr()
+    assert main(["--config", str(config), "run", "replies"]) == 2
+    assert "[email.imap] host is not set: the replies job reads the clinic's mailbox" in capsys.readouterr().err
+    assert main(["--config", str(config), "run", "--all", "--dry-run", "--now", "2026-11-27"]) == 0
+    assert "replies" not in capsys.readouterr().out.strip().splitlines()[-1]
