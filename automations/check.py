@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, Mapping, Sequence
 
 from automations.config import Settings
@@ -26,19 +25,17 @@ def init_sheet(backend: Backend, settings: Settings, demo_rows: Mapping[str, Seq
 class CheckResult:
     problems: list[Problem]
     rows: int
-    written: int
     lost: list[str]
 
 
-def check_sheet(backend: Backend, settings: Settings, today: date) -> CheckResult:
+def check_sheet(backend: Backend, settings: Settings) -> CheckResult:
     """Validate every row, write each row's problems (or that it is fine) to its Automation status."""
     book = read_book(backend, settings)
     specs = {settings.sheet.title(k): TABS[k] for k in TABS}
     lost = backend.write(specs, book.new_ids).lost  # IDs first: the statuses below address rows by them
     report = backend.write(specs, status_writes(book))
     report.lost = lost + report.lost
-    rows = len(book.partners) + len(book.referrals) + len(book.events)
-    return CheckResult(book.problems, rows, report.cells, report.lost)
+    return CheckResult(book.problems, len(book.rows()), report.lost)
 
 
 def status_writes(book: Book) -> list[RowWrite]:

@@ -55,7 +55,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from automations.sheets import open_backend
 
     today = now_from(args, settings).date()
-    result = check_sheet(open_backend(settings), settings, today)
+    result = check_sheet(open_backend(settings), settings)
     template_problems = []
     try:
         Renderer(settings.templates_dir).check_all(settings.clinic, today)

@@ -12,17 +12,15 @@ Not a test: run it by hand.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from common import REPO, run_all
+
 NOW = "2026-11-27T10:00"
 DUE = 5
 ENDPOINTS = ("spreadsheets.get", "values.batchGet", "values.batchUpdate", "spreadsheets.batchUpdate", "values.append")
@@ -84,11 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "api_endpoint": emulator.base_url}}, config)
             init_sheet(open_backend(settings), settings, rows_for(n))
             since = len(emulator.requests)
-            started = time.perf_counter()
-            run = subprocess.run([sys.executable, "-m", "automations", "--config", str(config), "run", "--all",
-                                  "--now", NOW], capture_output=True, text=True, cwd=REPO,
-                                 env={**os.environ, "PYTHONPATH": str(REPO)})
-            seconds = time.perf_counter() - started
+            run, seconds = run_all(config, NOW)
             if run.returncode != 0:
                 print(run.stdout, run.stderr, file=sys.stderr)
                 return 1

@@ -16,42 +16,16 @@ Not a test: run it by hand.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from common import REPO, Sink, free_port, run_all
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = "2026-11-27T10:00"
-
-
-class TimedSink:
-    """Accepts every message and records when each arrived."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.arrivals: list[float] = []
-        self.peers: set[str] = set()
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        with self.lock:
-            self.arrivals.append(time.perf_counter())
-            self.peers.add(str(session.peer))
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def transport_alone(n: int) -> str:
@@ -69,7 +43,7 @@ def whole_run(n: int) -> tuple[int, float, float, int]:
     from automations.sheets import open_backend
     from tests.support.configs import write_config
 
-    sink = TimedSink()
+    sink = Sink()
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
@@ -87,11 +61,7 @@ def whole_run(n: int) -> tuple[int, float, float, int]:
                           "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect",
                           "Why partner": "strength work after rehab"} for i in range(1, n + 1)]
             init_sheet(open_backend(settings), settings, {"partners": prospects})
-            started = time.perf_counter()
-            run = subprocess.run([sys.executable, "-m", "automations", "--config", str(config), "run", "--all",
-                                  "--now", NOW], capture_output=True, text=True, cwd=REPO,
-                                 env={**os.environ, "PYTHONPATH": str(REPO)})
-            wall = time.perf_counter() - started
+            run, wall = run_all(config, NOW)
             if run.returncode != 0:
                 raise SystemExit(run.stdout + run.stderr)
             sent = int(re.search(r"sent (\d+) email", run.stdout).group(1))  # type: ignore[union-attr]

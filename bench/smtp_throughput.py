@@ -9,42 +9,14 @@ through one SmtpTransport, and prints the rate. Not a test: run it by hand.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
-import threading
 import time
 from datetime import UTC, date, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-class Sink:
-    """Accepts every message; counts messages, bytes and client connections."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.messages = 0
-        self.bytes = 0
-        self.peers: set[str] = set()
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        with self.lock:
-            self.messages += 1
-            self.bytes += len(envelope.original_content or b"")
-            self.peers.add(str(session.peer))
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from common import REPO, Sink, free_port
 
 
 def main(argv: list[str] | None = None) -> int:

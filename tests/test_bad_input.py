@@ -267,7 +267,7 @@ def test_any_sheet_is_checked_and_run_without_an_escaping_error(book: Workbook) 
         event("layout refused" if expected else "layout complete")
         if expected is not None:
             with pytest.raises(SheetLayoutError) as caught:
-                check_sheet(backend, sheet_settings, NOW.date())
+                check_sheet(backend, sheet_settings)
             assert_layout_message(caught.value, *expected)
             world = World(settings=sheet_settings, backend=backend, ledger=Ledger.in_state_dir(sheet_settings.state_dir),
                           clock=lambda: NOW)
@@ -278,7 +278,7 @@ def test_any_sheet_is_checked_and_run_without_an_escaping_error(book: Workbook) 
             return
 
         lost = unwritable(sheet_settings)
-        result = check_sheet(backend, sheet_settings, NOW.date())
+        result = check_sheet(backend, sheet_settings)
         assert all("\n" not in str(p) for p in result.problems)
         for where, row in rows_by_place(sheet_settings).items():  # every refused row says why
             if row.problems and where not in lost:
@@ -326,7 +326,7 @@ def test_a_row_whose_id_holds_a_line_break_still_gets_its_status(tmp_path: Path)
     book: Workbook = {spec.title: ([c.name for c in spec.columns], []) for spec in (TABS[k] for k in READ_KEYS)}
     book["Partners"] = (partners, [["P-00\n01", ""]])  # Alt+Enter typed in the ID; Business left empty
     write_workbook(sheet_settings.sheet.path, book)
-    result = check_sheet(open_backend(sheet_settings), sheet_settings, NOW.date())
+    result = check_sheet(open_backend(sheet_settings), sheet_settings)
     assert [str(p) for p in result.problems] == ["Partners P-00 01: Business is empty; it is required"]
     assert result.lost == []
     [row] = rows_by_place(sheet_settings).values()
@@ -339,7 +339,7 @@ def test_identical_copies_of_a_row_each_get_a_status(tmp_path: Path) -> None:
     cells = ["E-0001", "Open house", "2026-12-01", "", "Class"]
     book["Events"] = (HEADERS["events"], [cells, list(cells)])  # staff duplicated the row and have not edited it yet
     write_workbook(sheet_settings.sheet.path, book)
-    result = check_sheet(open_backend(sheet_settings), sheet_settings, NOW.date())
+    result = check_sheet(open_backend(sheet_settings), sheet_settings)
     assert [str(p) for p in result.problems] == [
         "Events E-0001 (row 3): duplicate Event ID E-0001, also on row 2; give this row its own ID or clear the cell "
         "to have one assigned"]
