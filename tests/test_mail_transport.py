@@ -225,6 +225,19 @@ def test_a_drop_after_the_message_was_handed_over_is_never_retried(
     assert smtp_server.arrivals(after["Message-ID"]) == 1
 
 
+def test_a_reply_that_is_not_smtp_after_the_message_is_an_unknown_outcome_never_retried(
+    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+) -> None:
+    message, after = message_for(renderer, clinic), message_for(renderer, clinic)
+    smtp_server.garble_reply(1)
+    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+        with pytest.raises(OutcomeUnknown, match="not an SMTP reply .*may or may not"):
+            transport.send(message)
+        transport.send(after)  # the run goes on over a new connection
+    assert smtp_server.arrivals(message["Message-ID"]) == 1  # a retry would have doubled it
+    assert smtp_server.arrivals(after["Message-ID"]) == 1
+
+
 def test_a_server_slower_than_the_timeout_gives_outcome_unknown(
     smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from datetime import UTC, datetime
@@ -13,16 +14,16 @@ from typing import Any, Iterator
 import pytest
 
 from automations.config import Settings
+from automations.core import Inbox
 from automations.errors import MailError
-from automations.mail.imap import fetch_new
+from automations.mail.imap import fetch_new, read_inbox
 from automations.mail.inbound import (
-    POSITION_KEY,
     InboundMessage,
     MailboxPosition,
     UnreadableMessage,
+    next_position,
     parse_message,
 )
-from automations.mail.ledger import Ledger
 from tests.conftest import make_settings
 from tests.support.imap_server import PASSWORD, ImapServer
 
@@ -47,10 +48,6 @@ def imap_settings(tmp_path: Path, server: ImapServer, user: str, **imap: Any) ->
     values = {"host": server.host, "port": server.port, "security": "none", "username": user,
               "password_env": PASSWORD_ENV, **imap}
     return make_settings(tmp_path, email={"timeout": 5, "imap": values})
-
-
-def ledger_for(settings: Settings) -> Ledger:
-    return Ledger.in_state_dir(settings.state_dir)
 
 
 def mail(sender: str = "coach@studio.example", subject: str = "Re: A partnership", body: str = "Sounds good!",
@@ -207,7 +204,7 @@ def test_fetch_reads_new_messages_in_order_and_leaves_them_unread(tmp_path: Path
     imap.deliver(user, mail("away@studio.example", subject="Out of office", Auto_Submitted="auto-replied"))
     imap.deliver(user, bounce())
     settings = imap_settings(tmp_path, imap, user)
-    messages = fetch_new(settings, ledger_for(settings))
+    messages = fetch_new(settings, None)
     assert [m.uid for m in messages] == [1, 2, 3]
     assert len({m.uidvalidity for m in messages}) == 1
     assert messages[0].in_reply_to == SENT_ID and messages[0].first_lines == ("Sounds good!",)
@@ -217,30 +214,53 @@ def test_fetch_reads_new_messages_in_order_and_leaves_them_unread(tmp_path: Path
     assert imap.count(user) == 3  # nothing deleted or moved
 
 
+def test_the_position_after_a_read() -> None:
+    here = "partners@imap.example/INBOX"
+    saved = json.dumps({"uidvalidity": 7, "uid": 90, "mailbox": here})
+    assert next_position((), here, saved) == saved  # nothing read: the saved position stays
+    read = (InboundMessage(uid=93, uidvalidity=7), InboundMessage.unreadable(95, 7, "unknown charset"))
+    assert json.loads(next_position(read, here, saved)) == {"uidvalidity": 7, "uid": 95, "mailbox": here}
+    renumbered = (InboundMessage(uid=3, uidvalidity=8),)
+    assert json.loads(next_position(renumbered, here, saved)) == {"uidvalidity": 8, "uid": 3, "mailbox": here}
+    elsewhere = json.dumps({"uidvalidity": 7, "uid": 900, "mailbox": "partners@imap.example/Old"})
+    assert json.loads(next_position(read, here, elsewhere))["uid"] == 95
+
+
+def test_reading_the_inbox_gives_the_messages_and_the_position_after_them(tmp_path: Path, imap: ImapServer,
+                                                                         user: str) -> None:
+    for n in range(2):
+        imap.deliver(user, mail(body=f"reply {n}"))
+    settings = imap_settings(tmp_path, imap, user)
+    inbox = read_inbox(settings, None)
+    assert [m.first_lines for m in inbox.messages] == [("reply 0",), ("reply 1",)]
+    assert json.loads(inbox.position)["uid"] == 2
+    assert read_inbox(settings, inbox.position) == Inbox((), inbox.position)
+
+
 def test_fetch_starts_after_the_saved_position(tmp_path: Path, imap: ImapServer, user: str) -> None:
     for n in range(3):
         imap.deliver(user, mail(body=f"reply {n}"))
     settings = imap_settings(tmp_path, imap, user)
-    ledger = ledger_for(settings)
-    first = fetch_new(settings, ledger)
-    assert [m.uid for m in fetch_new(settings, ledger)] == [1, 2, 3]  # fetch_new itself saves nothing
-    ledger.set_value(POSITION_KEY, MailboxPosition(first[0].uidvalidity, 3).to_json())
-    assert fetch_new(settings, ledger) == ()  # "4:*" would name the last message; it is not new
+    position = None
+    first = fetch_new(settings, position)
+    assert [m.uid for m in fetch_new(settings, position)] == [1, 2, 3]  # fetch_new itself saves nothing
+    position = MailboxPosition(first[0].uidvalidity, 3).to_json()
+    assert fetch_new(settings, position) == ()  # "4:*" would name the last message; it is not new
     imap.deliver(user, mail(body="one more"))
-    assert [(m.uid, m.first_lines) for m in fetch_new(settings, ledger)] == [(4, ("one more",))]
+    assert [(m.uid, m.first_lines) for m in fetch_new(settings, position)] == [(4, ("one more",))]
 
 
 def test_a_renumbered_folder_is_read_again_from_the_start(tmp_path: Path, imap: ImapServer, user: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     imap.deliver(user, mail(body="before"), folder="Partners")
     settings = imap_settings(tmp_path, imap, user, folder="Partners")
-    ledger = ledger_for(settings)
-    before = fetch_new(settings, ledger)
-    ledger.set_value(POSITION_KEY, MailboxPosition(before[0].uidvalidity, 1).to_json())
+    position = None
+    before = fetch_new(settings, position)
+    position = MailboxPosition(before[0].uidvalidity, 1).to_json()
     imap.recreate(user, "Partners")
     imap.deliver(user, mail(body="after"), folder="Partners")
     with caplog.at_level(logging.INFO, logger="partnerloop"):
-        after = fetch_new(settings, ledger)
+        after = fetch_new(settings, position)
     assert [(m.uid, m.first_lines) for m in after] == [(1, ("after",))]
     assert after[0].uidvalidity != before[0].uidvalidity
     assert "UIDVALIDITY" in caplog.text and "renumbered" in caplog.text
@@ -250,21 +270,21 @@ def test_a_position_saved_for_another_folder_is_not_used(tmp_path: Path, imap: I
                                                          caplog: pytest.LogCaptureFixture) -> None:
     imap.deliver(user, mail(body="first"))
     settings = imap_settings(tmp_path, imap, user)
-    ledger = ledger_for(settings)
-    [message] = fetch_new(settings, ledger)
-    ledger.set_value(POSITION_KEY, MailboxPosition(message.uidvalidity, 1, f"{user}@{imap.host}/Archive").to_json())
+    position = None
+    [message] = fetch_new(settings, position)
+    position = MailboxPosition(message.uidvalidity, 1, f"{user}@{imap.host}/Archive").to_json()
     with caplog.at_level(logging.INFO, logger="partnerloop"):
-        assert [m.uid for m in fetch_new(settings, ledger)] == [1]
+        assert [m.uid for m in fetch_new(settings, position)] == [1]
     assert "another mailbox" in caplog.text
-    ledger.set_value(POSITION_KEY, MailboxPosition(message.uidvalidity, 1, f"{user}@{imap.host}/INBOX").to_json())
-    assert fetch_new(settings, ledger) == ()
+    position = MailboxPosition(message.uidvalidity, 1, f"{user}@{imap.host}/INBOX").to_json()
+    assert fetch_new(settings, position) == ()
 
 
 def test_at_most_one_batch_per_run(tmp_path: Path, imap: ImapServer, user: str) -> None:
     for n in range(5):
         imap.deliver(user, mail(body=f"reply {n}"))
     settings = imap_settings(tmp_path, imap, user)
-    assert [m.uid for m in fetch_new(settings, ledger_for(settings), batch=2)] == [1, 2]
+    assert [m.uid for m in fetch_new(settings, None, batch=2)] == [1, 2]
 
 
 def test_unreadable_messages_are_skipped_with_a_log_line(tmp_path: Path, imap: ImapServer, user: str,
@@ -276,7 +296,7 @@ def test_unreadable_messages_are_skipped_with_a_log_line(tmp_path: Path, imap: I
     imap.deliver(user, mail(body="still read"))
     settings = imap_settings(tmp_path, imap, user, mark_read=True)
     with caplog.at_level(logging.WARNING, logger="partnerloop"):
-        messages = fetch_new(settings, ledger_for(settings))
+        messages = fetch_new(settings, None)
     assert [(m.uid, bool(m.skipped)) for m in messages] == [(1, True), (2, True), (3, False)]
     assert messages[2].first_lines == ("still read",)
     lines = [r.getMessage() for r in caplog.records]
@@ -292,7 +312,7 @@ def test_mark_read_flags_what_was_read(tmp_path: Path, imap: ImapServer, user: s
     imap.deliver(user, mail(body="a"))
     imap.deliver(user, mail(body="b"))
     settings = imap_settings(tmp_path, imap, user, mark_read=True)
-    fetch_new(settings, ledger_for(settings))
+    fetch_new(settings, None)
     assert all("\\Seen" in flags for flags in imap.flags(user).values())
 
 
@@ -301,20 +321,20 @@ def test_tls_connections(tmp_path: Path, imap: ImapServer, user: str, security: 
     imap.deliver(user, mail())
     port = imap.ssl_port if security == "ssl" else imap.port
     settings = imap_settings(tmp_path, imap, user, security=security, port=port)
-    messages = fetch_new(settings, ledger_for(settings), ssl_context=imap.client_ssl_context())
+    messages = fetch_new(settings, None, ssl_context=imap.client_ssl_context())
     assert [m.uid for m in messages] == [1]
 
 
 def test_an_untrusted_certificate_is_refused(tmp_path: Path, imap: ImapServer, user: str) -> None:
     settings = imap_settings(tmp_path, imap, user, security="ssl", port=imap.ssl_port)
     with pytest.raises(MailError, match=rf"^IMAP {imap.host}:{imap.ssl_port}: the server's certificate is not trusted"):
-        fetch_new(settings, ledger_for(settings))
+        fetch_new(settings, None)
 
 
 def test_a_wrong_password_is_one_line_naming_host_and_port(tmp_path: Path, imap: ImapServer, user: str) -> None:
     settings = imap_settings(tmp_path, imap, user)
     with pytest.raises(MailError) as caught:
-        fetch_new(settings, ledger_for(settings), password="wrong")
+        fetch_new(settings, None, password="wrong")
     assert str(caught.value) == (f"IMAP {imap.host}:{imap.port} refused the username or password; "
                                  "check [email.imap] username and password_env")
 
@@ -326,13 +346,13 @@ def test_an_unreachable_server_is_a_mail_error(tmp_path: Path, user: str) -> Non
     settings = make_settings(tmp_path, email={"timeout": 2, "imap": {"host": "127.0.0.1", "port": port,
                                                                      "security": "none"}})
     with pytest.raises(MailError, match=rf"^IMAP 127\.0\.0\.1:{port}: cannot reach the mail server"):
-        fetch_new(settings, ledger_for(settings))
+        fetch_new(settings, None)
 
 
 def test_a_missing_folder_is_named(tmp_path: Path, imap: ImapServer, user: str) -> None:
     settings = imap_settings(tmp_path, imap, user, folder="Partner replies")
     with pytest.raises(MailError, match=r"opening folder 'Partner replies' \(check \[email.imap\] folder\)"):
-        fetch_new(settings, ledger_for(settings))
+        fetch_new(settings, None)
 
 
 def test_a_folder_with_spaces_and_accents_is_read(tmp_path: Path, imap: ImapServer, user: str) -> None:
@@ -341,13 +361,13 @@ def test_a_folder_with_spaces_and_accents_is_read(tmp_path: Path, imap: ImapServ
     client.logout()
     imap.deliver(user, mail(), folder='"Partner r&AOk-ponses"')
     settings = imap_settings(tmp_path, imap, user, folder="Partner réponses")
-    assert [m.uid for m in fetch_new(settings, ledger_for(settings))] == [1]
+    assert [m.uid for m in fetch_new(settings, None)] == [1]
 
 
 def test_without_a_mailbox_nothing_is_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(tmp_path)
     with caplog.at_level(logging.WARNING, logger="partnerloop"):
-        assert fetch_new(settings, ledger_for(settings)) == ()
+        assert fetch_new(settings, None) == ()
     assert "[email.imap] host" in caplog.text
 
 

@@ -22,11 +22,11 @@ import pytest
 from automations.cells import parse_date
 from automations.check import init_sheet
 from automations.config import Settings
+from automations.core import InboundMessage, Inbox
 from automations.executor import World, run_jobs
 from automations.jobs import JOBS
 from automations.jobs.plan import JobInput, Plan
 from automations.jobs.replies import OPT_OUT_REASON, plan_replies
-from automations.mail.inbound import InboundMessage
 from automations.mail.ledger import Ledger, SendKey
 from automations.model import Book, parse_book, read_book
 from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS
@@ -75,7 +75,7 @@ def settings(tmp_path: Path) -> Settings:
 
 def decide(settings: Settings, book: Book, *inbox: InboundMessage, sent: Mapping[str, SendKey] | None = None,
            replied: Mapping[str, date] | None = None, remembered: Mapping[str, str] | None = None) -> Plan:
-    return plan_replies(JobInput(book=book, now=NOW, settings=settings, inbox=inbox, sent_messages=sent or {},
+    return plan_replies(JobInput(book=book, now=NOW, settings=settings, inbox=Inbox(inbox), sent_messages=sent or {},
                                  replied=replied or {}, remembered=remembered or {}))
 
 
@@ -126,7 +126,6 @@ def test_a_message_matching_nothing_is_ignored(settings: Settings) -> None:
     book = make_book([partner("P-0001", "coach@gym.example")])
     plan = decide(settings, book, message("stranger@elsewhere.example", first_lines=("Please unsubscribe me",)))
     assert (plan.replies, plan.writes, plan.appends, plan.bounces) == ({}, (), {}, {})
-    assert json.loads(plan.remember["imap"])["uid"] > 0  # still read: the position moves on
 
 
 def test_the_clinics_own_mail_and_a_daemons_are_not_replies(settings: Settings) -> None:
@@ -252,21 +251,13 @@ def test_the_day_is_the_clinics_and_never_in_the_future(settings: Settings) -> N
     assert decide(settings, book, late_utc, future).replies == {"P-0001": date(2026, 11, 2), "P-0002": TODAY}
 
 
-def test_the_new_position(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, email={"imap": {"host": "IMAP.example", "username": "partners"}})
+def test_the_mailbox_position_is_kept_with_the_plan(settings: Settings) -> None:
     book = make_book()
-    here = "partners@imap.example/INBOX"
-    saved = {"imap": json.dumps({"uidvalidity": 7, "uid": 90, "mailbox": here})}
-    assert decide(settings, book, remembered=saved).remember == {}  # nothing read: the saved position stays
-    skipped = InboundMessage.unreadable(95, 7, "unknown charset")  # skipped, but read past: not logged again
-    assert json.loads(decide(settings, book, message("x@y.example"), skipped,
-                             remembered=saved).remember["imap"]) == {"uidvalidity": 7, "uid": 95, "mailbox": here}
-    renumbered = InboundMessage(uid=3, uidvalidity=8, from_address="x@y.example")
-    assert json.loads(decide(settings, book, renumbered, remembered=saved).remember["imap"]) == {
-        "uidvalidity": 8, "uid": 3, "mailbox": here}
-    elsewhere = {"imap": json.dumps({"uidvalidity": 7, "uid": 900, "mailbox": "partners@imap.example/Old"})}
-    assert json.loads(decide(settings, book, message("x@y.example", uidvalidity=7),
-                             remembered=elsewhere).remember["imap"])["uid"] < 900
+    position = json.dumps({"uidvalidity": 7, "uid": 95, "mailbox": "partners@imap.example/INBOX"})
+    inbox = Inbox((message("x@y.example"),), position)
+    plan = plan_replies(JobInput(book=book, now=NOW, settings=settings, inbox=inbox))
+    assert plan.remember == {"imap": position}
+    assert plan_replies(JobInput(book=book, now=NOW, settings=settings)).remember == {}  # no mailbox read
 
 
 def test_the_job_is_registered() -> None:
