@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -13,6 +14,7 @@ from automations.config import Settings, settings_from_dict
 from automations.sheets.base import Backend
 
 os.environ["TZ"] = "UTC"  # the machine's zone must never matter; the clinic's is in the settings
+time.tzset()  # the C library reads TZ only here: without it local time stays the machine's
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 TZ = "America/Chicago"
