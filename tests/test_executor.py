@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,7 +23,7 @@ from automations.mail.transport import make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import Staff, make_settings
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 FRIDAY_9AM = datetime(2026, 11, 27, 9, 0, tzinfo=TZ)
@@ -51,15 +51,8 @@ class Crash(BaseException):
     """Stands in for the process dying (SIGKILL, power loss): nothing in partnerloop catches it."""
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def smtp_settings(tmp_path: Path, server: SmtpServer, **email: Any) -> Settings:
-    return make_settings(tmp_path, email={"transport": "smtp", "host": server.host, "port": server.port,
-                                          "security": "none", "timeout": 5, **email})
+    return make_settings(tmp_path, email=email_section(server, **email))
 
 
 def prospects(settings: Settings, n: int) -> None:
@@ -303,15 +296,6 @@ def test_a_second_run_of_the_same_job_is_refused_and_sends_nothing(tmp_path: Pat
         with pytest.raises(AlreadyRunning, match="outreach is already running"):
             run_jobs(world(settings, FakeClock(FRIDAY_9AM)), ["outreach"])
     assert not smtp.messages
-
-
-def test_never_to_an_opted_out_address(tmp_path: Path, smtp: SmtpServer, staff_for: Any) -> None:
-    settings = smtp_settings(tmp_path, smtp)
-    prospects(settings, 2)
-    staff_for(settings).add("Opt-outs", Email="COACH1@studio1.example", Reason="asked")
-    run_jobs(world(settings, FakeClock(FRIDAY_9AM)), ["outreach"])
-    assert recipients(smtp) == ["coach2@studio2.example"]
-    assert partner_statuses(settings)["P-0001"] == "Not emailed: the address is on Opt-outs"
 
 
 def test_merge_writes_joins_statuses_and_lets_carried_ones_fill_only_what_is_unsaid() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,7 +27,7 @@ from automations.model import read_book
 from automations.sheets import open_backend
 from automations.sheets.google import GoogleBackend, RetryingHTTPClient
 from tests.conftest import google_settings, make_settings
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 FRIDAY_10AM = datetime(2026, 11, 27, 10, 0, tzinfo=TZ)
@@ -38,12 +38,6 @@ OWNER = "owner@riverside-pt.example"
 def due_with_digest(prospects: int) -> int:
     """What `seed` makes due: an intro per prospect, three referral thank-yous and the owner's weekly digest."""
     return prospects + 3 + 1
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 class Sleeps:
@@ -61,8 +55,7 @@ class Sleeps:
 
 
 def smtp_email(server: SmtpServer, **extra: Any) -> dict[str, Any]:
-    return {"transport": "smtp", "host": server.host, "port": server.port, "security": "none", "timeout": 5,
-            "send_window": "Mon-Sun 00:00-23:59", "daily_limit": 10000, **extra}
+    return email_section(server, send_window="Mon-Sun 00:00-23:59", daily_limit=10000, **extra)
 
 
 def seed(settings: Settings, n: int) -> None:

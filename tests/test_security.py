@@ -15,7 +15,7 @@ import sys
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import openpyxl
@@ -31,7 +31,7 @@ from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import REPO, google_settings, make_settings
 from tests.support.configs import config_for, write_config
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 FRIDAY_10AM = datetime(2026, 11, 27, 10, 0, tzinfo=TZ)
@@ -40,14 +40,8 @@ PASSWORD = "s3cret-demo-pass"
 VALUES_WRITES = ("values.update", "values.batchUpdate", "values.append")
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def smtp_email(server: SmtpServer) -> dict[str, Any]:
-    return {"transport": "smtp", "host": server.host, "port": server.port, "security": "none", "timeout": 5}
+    return email_section(server)
 
 
 def world(settings: Settings, now: datetime = FRIDAY_10AM, **kwargs: Any) -> World:

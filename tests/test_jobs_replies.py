@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -33,8 +33,8 @@ from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS
 from automations.sheets import open_backend
 from automations.sheets.base import Table
 from tests.conftest import Staff, google_settings, make_settings
-from tests.support.imap_server import PASSWORD, ImapServer
-from tests.support.smtp_server import SmtpServer
+from tests.support.imap_server import ImapServer, imap_section
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 NOW = datetime(2026, 11, 3, 10, 0, tzinfo=TZ)
@@ -274,7 +274,6 @@ def test_the_job_is_registered() -> None:
 
 
 # -- the whole loop, against real servers ---------------------------------------------------------------
-PASSWORD_ENV = "PARTNERLOOP_TEST_IMAP_PASSWORD"
 MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=TZ)
 
 
@@ -284,18 +283,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def imap() -> Iterator[ImapServer]:
-    with ImapServer() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 PARTNERS_SEED = [
@@ -316,9 +303,7 @@ PARTNERS_SEED = [
 
 def loop_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer,
                   imap: ImapServer, user: str, **imap_settings: Any) -> Settings:
-    email = {"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none", "timeout": 5,
-             "imap": {"host": imap.host, "port": imap.port, "security": "none", "username": user,
-                      "password_env": PASSWORD_ENV, **imap_settings}}
+    email = email_section(smtp, imap=imap_section(imap, user, **imap_settings))
     if backend == "google":
         return google_settings(tmp_path, request.getfixturevalue("emulator"), email=email)
     return make_settings(tmp_path, email=email)
@@ -365,9 +350,8 @@ def bounce_of(original: EmailMessage, when: datetime) -> bytes:
 @pytest.mark.parametrize("backend", ["xlsx", "google"])
 def test_replies_opt_outs_and_bounces_end_the_sequence(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer, imap: ImapServer,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+        imap_user: str, caplog: pytest.LogCaptureFixture) -> None:
+    user = imap_user
     settings = loop_settings(backend, tmp_path, request, smtp, imap, user)
     staff = Staff(settings, request.getfixturevalue("emulator") if backend == "google" else None)
     init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
@@ -439,9 +423,8 @@ def test_replies_opt_outs_and_bounces_end_the_sequence(
 
 
 def test_mark_read_marks_the_messages_a_run_read(tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer,
-                                                 imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+                                                 imap: ImapServer, imap_user: str) -> None:
+    user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user, mark_read=True)
     init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED[:1]})
     imap.deliver(user, answer("tess@gym1.example", "Hello", "Let's talk", MONDAY))
@@ -467,9 +450,8 @@ def test_an_unreachable_mailbox_stops_the_run_and_keeps_the_position(tmp_path: P
 
 def test_in_one_run_the_mailbox_is_read_before_anything_is_sent(
         tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer, imap: ImapServer,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+        imap_user: str) -> None:
+    user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user)
     init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
     clock = Clock(MONDAY)

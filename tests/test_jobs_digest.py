@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import Staff, make_settings
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)  # ISO week 2026-W48; the digest reports W47 (Nov 16-22)
@@ -33,15 +32,8 @@ DORMANT = "Dormant partners (Active, no referral in 90 days)"
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
 def settings(tmp_path: Path, smtp: SmtpServer) -> Settings:
-    settings = make_settings(tmp_path, email={"transport": "smtp", "host": smtp.host, "port": smtp.port,
-                                              "security": "none", "timeout": 5})
+    settings = make_settings(tmp_path, email=email_section(smtp))
     init_sheet(open_backend(settings), settings, demo_rows(MONDAY.date()))
     return settings
 
