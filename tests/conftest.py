@@ -19,6 +19,7 @@ from automations.config import Settings, settings_from_dict
 from automations.sheets.base import Backend
 
 if TYPE_CHECKING:
+    from automations.executor import World
     from automations.jobs.plan import Plan
     from tests.support.imap_server import ImapServer
     from tests.support.smtp_server import SmtpServer
@@ -121,6 +122,19 @@ def plan_for(settings: Settings, job: str, now: datetime, **inputs: Any) -> Plan
 
     book = read_book(open_backend(settings), settings)
     return JOBS[job](JobInput(book=book, now=now, settings=settings, **inputs))
+
+
+def world_for(settings: Settings, clock: Callable[[], datetime], **fields: Any) -> World:
+    """What a run touches: the configured sheet, the state dir's ledger, *clock*; *fields* set or replace the rest."""
+    from automations.executor import World
+    from automations.mail.ledger import Ledger
+    from automations.sheets import open_backend
+
+    if "backend" not in fields:
+        fields["backend"] = open_backend(settings)
+    if "ledger" not in fields:
+        fields["ledger"] = Ledger.in_state_dir(settings.state_dir)
+    return World(settings=settings, clock=clock, **fields)
 
 
 @pytest.fixture

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import REPO, google_settings
+from tests.conftest import REPO, google_settings, seed_sheet
 from tests.support.configs import config_for
 from tests.support.smtp_server import SmtpServer, email_section
 
@@ -81,7 +80,7 @@ def seed(settings: Settings) -> None:
                           "Patient first name": first, "Patient last name": last, "Patient email": patient_email(i),
                           "Consent": "Yes", "Consent expires": "2027-06-30", "Goal": "Back to running 5k",
                           "Discharge date": "2026-11-26"})
-    init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": referrals})
+    seed_sheet(settings, partners=partners, referrals=referrals)
 
 
 def write_config(tmp_path: Path, settings: Settings, smtp: SmtpServer) -> Path:

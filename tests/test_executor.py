@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.errors import AlreadyRunning, SheetError
 from automations.executor import World, run_jobs
@@ -22,7 +21,7 @@ from automations.mail.ledger import Ledger
 from automations.mail.transport import make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, make_settings
+from tests.conftest import Staff, make_settings, seed_sheet, world_for
 from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
@@ -59,12 +58,11 @@ def prospects(settings: Settings, n: int) -> None:
     rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
              "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect", "Why partner": "shared goals"}
             for i in range(1, n + 1)]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
+    seed_sheet(settings, partners=rows)
 
 
 def world(settings: Settings, clock: FakeClock, transport_factory: Any = make_transport) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=clock, sleep=clock.sleep, transport_factory=transport_factory)
+    return world_for(settings, clock, sleep=clock.sleep, transport_factory=transport_factory)
 
 
 def recipients(server: SmtpServer) -> list[str]:

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.errors import SheetError
 from automations.executor import RunReport, World, run_jobs
@@ -26,7 +25,7 @@ from automations.mail.transport import Transport, make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
 from automations.sheets.google import GoogleBackend, RetryingHTTPClient
-from tests.conftest import google_settings, make_settings
+from tests.conftest import google_settings, make_settings, seed_sheet, world_for
 from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
@@ -66,21 +65,19 @@ def seed(settings: Settings, n: int) -> None:
     referrals = [{"Referral ID": f"R-{i:04d}", "Direction": "In", "Partner": "Harbor Gym",
                   "Patient first name": f"Client{i}", "Referred on": "2026-11-25", "Consent": "Yes"}
                  for i in range(1, 4)]
-    init_sheet(open_backend(settings, sleep=lambda s: None), settings, {"partners": partners, "referrals": referrals})
+    seed_sheet(settings, partners=partners, referrals=referrals)
 
 
 def google_world(settings: Settings, sleeps: Sleeps,
                  transport_factory: Callable[[Settings], Transport] = make_transport,
                  now: datetime = FRIDAY_10AM) -> World:
-    return World(settings=settings, backend=GoogleBackend(settings.sheet, sleep=sleeps),
-                 ledger=Ledger.in_state_dir(settings.state_dir), clock=lambda: now,
-                 sleep=lambda s: None, transport_factory=transport_factory)
+    return world_for(settings, lambda: now, backend=GoogleBackend(settings.sheet, sleep=sleeps),
+                     sleep=lambda s: None, transport_factory=transport_factory)
 
 
 def xlsx_world(settings: Settings, now: datetime = FRIDAY_10AM,
                transport_factory: Callable[[Settings], Transport] = make_transport) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=lambda: now, sleep=lambda s: None, transport_factory=transport_factory)
+    return world_for(settings, lambda: now, sleep=lambda s: None, transport_factory=transport_factory)
 
 
 def arrivals(server: SmtpServer) -> Counter[str]:
@@ -273,7 +270,7 @@ def prospects_xlsx(tmp_path: Path, smtp: SmtpServer, n: int, **email: Any) -> Se
     settings = make_settings(tmp_path, email=smtp_email(smtp, **email), clinic={"owner_email": ""})
     rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
              "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
+    seed_sheet(settings, partners=rows)
     return settings
 
 

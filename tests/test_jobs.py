@@ -11,14 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
-from automations.executor import World, run_jobs
+from automations.executor import run_jobs
 from automations.mail.ledger import Ledger
-from automations.mail.transport import make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, google_settings, make_settings, seed_sheet
+from tests.conftest import Staff, google_settings, make_settings, seed_sheet, world_for
 from tests.support.sixty_days import d, day0_rows
 from tests.support.smtp_server import SmtpServer, email_section, parse_message
 
@@ -90,8 +88,7 @@ def test_sixty_days_deliver_exactly_the_expected_emails(
             actions[day]()
         for minute in (0, 5):  # every day's jobs run twice: the second run must add nothing
             now = datetime.combine(d(day), time(9, minute), TZ)
-            world = World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now)
-            run_jobs(world, ROW_JOBS)
+            run_jobs(world_for(settings, lambda: now, ledger=ledger), ROW_JOBS)
             if minute == 0:
                 after_first_run = len(smtp.messages)
         assert len(smtp.messages) == after_first_run, f"day {day}: the second run sent again"
@@ -144,14 +141,11 @@ def test_every_job_makes_a_constant_number_of_sheets_calls(tmp_path: Path, emula
                       "Stage": "Active", "Stage since": d(0)} for i in range(2, rows + 1)]
         referrals = [{"Referral ID": f"R-{i:05d}", "Direction": "In", "Partner": "Gym 2", "Patient first name": "A",
                       "Thanks sent": d(0), "Loop closed": d(0), "Referred on": d(0)} for i in range(1, rows + 1)]
-        init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": referrals})
+        seed_sheet(settings, partners=partners, referrals=referrals)
         for job in [*ROW_JOBS, "all"]:
             emulator.reset_requests()
             now = datetime.combine(d(0), time(9, 0), TZ)
-            world = World(settings=settings, backend=open_backend(settings),
-                          ledger=Ledger.in_state_dir(settings.state_dir), clock=lambda: now,
-                          transport_factory=make_transport)
-            run_jobs(world, ROW_JOBS if job == "all" else [job])
+            run_jobs(world_for(settings, lambda: now), ROW_JOBS if job == "all" else [job])
             requests = [r for r in emulator.requests if settings.sheet.key in r.path]
             counts[(job, rows)] = len(requests)
             if job == "all":

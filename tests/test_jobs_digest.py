@@ -13,16 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.demo import demo_rows
-from automations.executor import RunReport, World, run_jobs
+from automations.executor import RunReport, run_jobs
 from automations.jobs.digest import change, plan_digest, show
 from automations.jobs.plan import JobInput
-from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, make_settings
+from tests.conftest import Staff, make_settings, seed_sheet, world_for
 from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
@@ -34,17 +32,16 @@ DORMANT = "Dormant partners (Active, no referral in 90 days)"
 @pytest.fixture
 def settings(tmp_path: Path, smtp: SmtpServer) -> Settings:
     settings = make_settings(tmp_path, email=email_section(smtp))
-    init_sheet(open_backend(settings), settings, demo_rows(MONDAY.date()))
+    seed_sheet(settings, **demo_rows(MONDAY.date()))
     return settings
 
 
 def run(settings: Settings, now: datetime, jobs: tuple[str, ...] = ("digest",)) -> RunReport:
-    ledger = Ledger.in_state_dir(settings.state_dir)
+    world = world_for(settings, lambda: now)
     try:
-        return run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
-                        list(jobs))
+        return run_jobs(world, list(jobs))
     finally:
-        ledger.close()
+        world.ledger.close()
 
 
 def text_of(server: SmtpServer, n: int) -> str:

@@ -11,11 +11,10 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from automations.config import Settings
-from automations.executor import World, run_jobs
-from automations.mail.ledger import Ledger
+from automations.executor import run_jobs
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, plan_for
+from tests.conftest import Staff, plan_for, world_for
 from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
@@ -46,9 +45,7 @@ def test_never_to_an_opted_out_address(workbook: Callable[..., Settings], smtp: 
                                        staff_for: Callable[[Settings], Staff]) -> None:
     settings = workbook(partners=prospects(2), email=email_section(smtp))
     staff_for(settings).add("Opt-outs", Email="COACH1@studio1.example", Reason="asked")
-    world = World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                  clock=lambda: FRIDAY_9AM, sleep=lambda s: None)
-    run_jobs(world, ["outreach"])
+    run_jobs(world_for(settings, lambda: FRIDAY_9AM, sleep=lambda s: None), ["outreach"])
     assert sorted(r for m in smtp.messages for r in m.recipients) == ["coach2@studio2.example"]
     book = read_book(open_backend(settings), settings)
     assert {p.id: p.status for p in book.partners}["P-0001"] == "Not emailed: the address is on Opt-outs"

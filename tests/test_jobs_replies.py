@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from automations.cells import parse_date
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.executor import World, run_jobs
 from automations.jobs import JOBS
@@ -32,7 +31,7 @@ from automations.model import Book, parse_book, read_book
 from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS
 from automations.sheets import open_backend
 from automations.sheets.base import Table
-from tests.conftest import Staff, google_settings, make_settings
+from tests.conftest import Staff, google_settings, make_settings, seed_sheet, world_for
 from tests.support.imap_server import ImapServer, imap_section
 from tests.support.smtp_server import SmtpServer, email_section
 
@@ -310,8 +309,7 @@ def loop_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, 
 
 
 def world(settings: Settings, clock: Clock) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=clock, sleep=lambda s: None)
+    return world_for(settings, clock, sleep=lambda s: None)
 
 
 def answer(sender: str, subject: str, body: str, when: datetime, **headers: str) -> EmailMessage:
@@ -354,7 +352,7 @@ def test_replies_opt_outs_and_bounces_end_the_sequence(
     user = imap_user
     settings = loop_settings(backend, tmp_path, request, smtp, imap, user)
     staff = Staff(settings, request.getfixturevalue("emulator") if backend == "google" else None)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
+    seed_sheet(settings, partners=PARTNERS_SEED)
     clock = Clock(MONDAY)
     assert run_jobs(world(settings, clock), ["outreach"]).count("sent") == 6
     intro = {m.recipients[0].lower(): m.message for m in smtp.messages}
@@ -426,7 +424,7 @@ def test_mark_read_marks_the_messages_a_run_read(tmp_path: Path, request: pytest
                                                  imap: ImapServer, imap_user: str) -> None:
     user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user, mark_read=True)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED[:1]})
+    seed_sheet(settings, partners=PARTNERS_SEED[:1])
     imap.deliver(user, answer("tess@gym1.example", "Hello", "Let's talk", MONDAY))
     run_jobs(world(settings, Clock(MONDAY)), ["replies"])
     assert imap.flags(user) == {1: {"\\Seen"}}
@@ -439,7 +437,7 @@ def test_an_unreachable_mailbox_stops_the_run_and_keeps_the_position(tmp_path: P
 
     settings = make_settings(tmp_path, email={"timeout": 2, "imap": {"host": "127.0.0.1", "port": 9,
                                                                      "security": "none"}})
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED[:1]})
+    seed_sheet(settings, partners=PARTNERS_SEED[:1])
     with pytest.raises(MailError, match=r"^IMAP 127\.0\.0\.1:9: "):
         run_jobs(world(settings, Clock(MONDAY)), ["replies"])
     ledger = Ledger.in_state_dir(settings.state_dir)
@@ -453,7 +451,7 @@ def test_in_one_run_the_mailbox_is_read_before_anything_is_sent(
         imap_user: str) -> None:
     user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
+    seed_sheet(settings, partners=PARTNERS_SEED)
     clock = Clock(MONDAY)
     run_jobs(world(settings, clock), ["outreach"])
     intro = {m.recipients[0].lower(): m.message for m in smtp.messages}

@@ -14,14 +14,13 @@ from typing import Any, Callable
 import pytest
 import schedule
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.errors import ConfigError, PartnerloopError
 from automations.locks import JobLock
 from automations.model import read_book
 from automations.scheduler import Daemon, add_line
 from automations.sheets import open_backend
-from tests.conftest import REPO, google_settings, make_settings
+from tests.conftest import REPO, google_settings, make_settings, seed_sheet
 from tests.support.configs import config_for
 from tests.support.smtp_server import SmtpServer, email_section
 
@@ -81,7 +80,7 @@ def daemon_config(tmp_path: Path, settings: Settings, smtp: SmtpServer, schedule
 def seed_prospects(settings: Settings, n: int) -> None:
     rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
              "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
+    seed_sheet(settings, partners=rows)
 
 
 def start(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
