@@ -12,22 +12,20 @@ from typing import Callable
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import REPO, make_settings
+from tests.conftest import REPO, make_settings, seed_sheet
 from tests.support.configs import config_for
-from tests.support.smtp_server import SmtpServer, smtp_server  # noqa: F401  (a fixture)
+from tests.support.smtp_server import SmtpServer
 
 N = 30
 
 
 def seed_prospects(settings: Settings, n: int) -> None:
-    rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
-             "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
+    seed_sheet(settings, [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
+                           "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)])
 
 
 def smtp_config(tmp_path: Path, settings: Settings, smtp: SmtpServer, **email: object) -> Path:
@@ -52,17 +50,17 @@ def partnerloop(config: Path, *args: str, env: dict[str, str] | None = None) -> 
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_run_finishes_the_email_in_hand_and_writes_back_everything_sent(
-        tmp_path: Path, smtp_server: SmtpServer, sig: signal.Signals, status: int) -> None:  # noqa: F811
+        tmp_path: Path, smtp: SmtpServer, sig: signal.Signals, status: int) -> None:
     settings = make_settings(tmp_path)
     seed_prospects(settings, N)
-    smtp_server.delay(0.15)  # a slow mail server, so the signal lands mid-run
-    run = partnerloop(smtp_config(tmp_path, settings, smtp_server), "run", "outreach")
-    wait_for(lambda: len(smtp_server.messages) >= 3)
+    smtp.delay(0.15)  # a slow mail server, so the signal lands mid-run
+    run = partnerloop(smtp_config(tmp_path, settings, smtp), "run", "outreach")
+    wait_for(lambda: len(smtp.messages) >= 3)
     run.send_signal(sig)
     output, _ = run.communicate(timeout=60)
     assert run.returncode == status, output
     assert f"run: stopped by {sig.name}; what was not sent is held for the next run" in output
-    delivered = {r for m in smtp_server.messages for r in m.recipients}
+    delivered = {r for m in smtp.messages for r in m.recipients}
     assert 3 <= len(delivered) < N
 
     book = read_book(open_backend(settings), settings)

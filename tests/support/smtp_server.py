@@ -20,7 +20,6 @@ import socket
 import ssl
 import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage
@@ -29,7 +28,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
-import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -356,11 +354,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A plain (no TLS, no AUTH) server for one test; import this name into a test module to use it."""
-    with SmtpServer() as server:
-        yield server
+def email_section(server: SmtpServer, **overrides: Any) -> dict[str, Any]:
+    """The `[email]` config section (as a dict) that sends through *server*; *overrides* win key by key."""
+    return {"transport": "smtp", "host": server.host, "port": server.port, "security": server.security,
+            "timeout": 5, **overrides}
 
 
 def email_settings_for(server: SmtpServer, **overrides: Any) -> EmailSettings:

@@ -14,13 +14,12 @@ from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from automations.cells import parse_date
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.core import InboundMessage, Inbox
 from automations.executor import World, run_jobs
@@ -32,9 +31,9 @@ from automations.model import Book, parse_book, read_book
 from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS
 from automations.sheets import open_backend
 from automations.sheets.base import Table
-from tests.conftest import Staff, google_settings, make_settings
-from tests.support.imap_server import PASSWORD, ImapServer
-from tests.support.smtp_server import SmtpServer
+from tests.conftest import Staff, google_settings, make_settings, seed_sheet, world_for
+from tests.support.imap_server import ImapServer, imap_section
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 NOW = datetime(2026, 11, 3, 10, 0, tzinfo=TZ)
@@ -265,7 +264,6 @@ def test_the_job_is_registered() -> None:
 
 
 # -- the whole loop, against real servers ---------------------------------------------------------------
-PASSWORD_ENV = "PARTNERLOOP_TEST_IMAP_PASSWORD"
 MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=TZ)
 
 
@@ -275,18 +273,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def imap() -> Iterator[ImapServer]:
-    with ImapServer() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 PARTNERS_SEED = [
@@ -307,17 +293,14 @@ PARTNERS_SEED = [
 
 def loop_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer,
                   imap: ImapServer, user: str, **imap_settings: Any) -> Settings:
-    email = {"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none", "timeout": 5,
-             "imap": {"host": imap.host, "port": imap.port, "security": "none", "username": user,
-                      "password_env": PASSWORD_ENV, **imap_settings}}
+    email = email_section(smtp, imap=imap_section(imap, user, **imap_settings))
     if backend == "google":
         return google_settings(tmp_path, request.getfixturevalue("emulator"), email=email)
     return make_settings(tmp_path, email=email)
 
 
 def world(settings: Settings, clock: Clock) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=clock, sleep=lambda s: None)
+    return world_for(settings, clock, sleep=lambda s: None)
 
 
 def answer(sender: str, subject: str, body: str, when: datetime, **headers: str) -> EmailMessage:
@@ -356,12 +339,11 @@ def bounce_of(original: EmailMessage, when: datetime) -> bytes:
 @pytest.mark.parametrize("backend", ["xlsx", "google"])
 def test_replies_opt_outs_and_bounces_end_the_sequence(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer, imap: ImapServer,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+        imap_user: str, caplog: pytest.LogCaptureFixture) -> None:
+    user = imap_user
     settings = loop_settings(backend, tmp_path, request, smtp, imap, user)
     staff = Staff(settings, request.getfixturevalue("emulator") if backend == "google" else None)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
+    seed_sheet(settings, partners=PARTNERS_SEED)
     clock = Clock(MONDAY)
     assert run_jobs(world(settings, clock), ["outreach"]).count("sent") == 6
     intro = {m.recipients[0].lower(): m.message for m in smtp.messages}
@@ -430,11 +412,10 @@ def test_replies_opt_outs_and_bounces_end_the_sequence(
 
 
 def test_mark_read_marks_the_messages_a_run_read(tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer,
-                                                 imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+                                                 imap: ImapServer, imap_user: str) -> None:
+    user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user, mark_read=True)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED[:1]})
+    seed_sheet(settings, partners=PARTNERS_SEED[:1])
     imap.deliver(user, answer("tess@gym1.example", "Hello", "Let's talk", MONDAY))
     run_jobs(world(settings, Clock(MONDAY)), ["replies"])
     assert imap.flags(user) == {1: {"\\Seen"}}
@@ -447,7 +428,7 @@ def test_an_unreachable_mailbox_stops_the_run_and_keeps_the_position(tmp_path: P
 
     settings = make_settings(tmp_path, email={"timeout": 2, "imap": {"host": "127.0.0.1", "port": 9,
                                                                      "security": "none"}})
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED[:1]})
+    seed_sheet(settings, partners=PARTNERS_SEED[:1])
     with pytest.raises(MailError, match=r"^IMAP 127\.0\.0\.1:9: "):
         run_jobs(world(settings, Clock(MONDAY)), ["replies"])
     ledger = Ledger.in_state_dir(settings.state_dir)
@@ -458,11 +439,10 @@ def test_an_unreachable_mailbox_stops_the_run_and_keeps_the_position(tmp_path: P
 
 def test_in_one_run_the_mailbox_is_read_before_anything_is_sent(
         tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer, imap: ImapServer,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+        imap_user: str) -> None:
+    user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
+    seed_sheet(settings, partners=PARTNERS_SEED)
     clock = Clock(MONDAY)
     run_jobs(world(settings, clock), ["outreach"])
     intro = {m.recipients[0].lower(): m.message for m in smtp.messages}
