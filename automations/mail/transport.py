@@ -377,6 +377,10 @@ def make_transport(settings: Settings, **overrides: Any) -> Transport:
     if email.transport == "outbox":
         directory = overrides.pop("directory", email.outbox_dir)
         return OutboxTransport(directory, **overrides)
+    if email.transport == "gmail":
+        from automations.mail.gmail import GmailTransport  # imports requests and google-auth only when used
+
+        return GmailTransport(email, **overrides)
     return SmtpTransport(email, **overrides)
 
 

@@ -161,8 +161,12 @@ class StoredMessage:
     internal_date: int  # epoch milliseconds
 
     @property
+    def parsed(self) -> Any:
+        return message_from_bytes(self.raw, policy=policy.default)
+
+    @property
     def message_id(self) -> str:
-        return str(message_from_bytes(self.raw, policy=policy.default).get("Message-ID", "")).strip()
+        return str(self.parsed.get("Message-ID", "")).strip()
 
 
 @dataclass
