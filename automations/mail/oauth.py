@@ -12,9 +12,12 @@ which setting in which console to change. Neither the key nor the secret is ever
 
 from __future__ import annotations
 
+import base64
+import imaplib
 import json
 import os
 import re
+import smtplib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -165,7 +168,7 @@ class MicrosoftTokens:
     def token(self, fresh: bool = False) -> str:
         if fresh:  # the server said the cached token no longer works: drop it so MSAL fetches another
             cache = self._app.token_cache
-            for entry in cache.search(cache.CredentialType.ACCESS_TOKEN):
+            for entry in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
                 cache.remove_at(entry)
         try:
             result = self._app.acquire_token_for_client(scopes=[EXCHANGE_SCOPE])
@@ -190,3 +193,51 @@ class MicrosoftTokens:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# -- SASL XOAUTH2 for SMTP and IMAP -----------------------------------------------------------------------
+def smtp_sign_in(smtp: smtplib.SMTP, tokens: TokenSource, where: str) -> None:
+    """AUTH XOAUTH2 as the mailbox; a refused token is fetched again once (it may have expired early)."""
+    smtp.ehlo_or_helo_if_needed()
+    if "XOAUTH2" not in smtp.esmtp_features.get("auth", "").upper().split():
+        raise AuthFailed(f"{where} does not offer AUTH XOAUTH2; check [email] host, port and security")
+    for attempt in range(2):
+        token = tokens.token(fresh=attempt > 0)
+        reply = base64.b64encode(xoauth2(tokens.mailbox, token)).decode("ascii")
+        code, _text = smtp.docmd("AUTH", "XOAUTH2 " + reply)
+        if code == 334:  # the refusal's details come as a challenge; an empty line ends the exchange
+            code, _text = smtp.docmd("")
+        if code == 235:
+            return
+    raise AuthFailed(f"{where} refused {tokens.mailbox}'s token: {mailbox_refusal(tokens)}")
+
+
+def imap_sign_in(imap: imaplib.IMAP4, tokens: TokenSource, where: str) -> None:
+    """AUTHENTICATE XOAUTH2 as the mailbox; a refused token is fetched again once."""
+    for attempt in range(2):
+        token = tokens.token(fresh=attempt > 0)
+        first = [True]
+
+        def respond(_challenge: bytes, first: list[bool] = first, token: str = token) -> bytes:
+            if first[0]:
+                first[0] = False
+                return xoauth2(tokens.mailbox, token)
+            return b""  # the refusal's details came as a challenge: answer with an empty line
+
+        try:
+            imap.authenticate("XOAUTH2", respond)
+            return
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:
+            continue
+    raise AuthFailed(f"IMAP {where} refused {tokens.mailbox}'s token: {mailbox_refusal(tokens)}")
+
+
+def mailbox_refusal(tokens: TokenSource) -> str:
+    """What the administrator checks when the mail server refuses a token the provider issued."""
+    if tokens.provider == "Microsoft 365":
+        return ("an Exchange Online administrator registers the app's service principal (New-ServicePrincipal) "
+                "and gives it the mailbox (Add-MailboxPermission -AccessRights FullAccess); see README, Mail sign-in")
+    return (f"the service account needs {GOOGLE_MAIL} in domain-wide delegation, and IMAP must be on for the "
+            "mailbox in Google Workspace")

@@ -44,6 +44,11 @@ class Token:
     scopes: frozenset[str]
     expires: float
     issuer: str = "google"
+    mailboxes: frozenset[str] = frozenset()  # an app-only (Microsoft) token: the mailboxes the app may open
+
+    def opens(self, mailbox: str) -> bool:
+        """True when this token signs in to *mailbox* (the delegated user, or a mailbox the app was given)."""
+        return mailbox.lower() == self.subject.lower() or mailbox.lower() in self.mailboxes
 
 
 @dataclass
@@ -53,10 +58,11 @@ class TokenBook:
     tokens: dict[str, Token] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def issue(self, subject: str, scopes: frozenset[str], lifetime: int, issuer: str) -> str:
+    def issue(self, subject: str, scopes: frozenset[str], lifetime: int, issuer: str,
+              mailboxes: frozenset[str] = frozenset()) -> str:
         value = f"ya29.test-{secrets.token_urlsafe(24)}" if issuer == "google" else f"eyJ0.test-{secrets.token_urlsafe(24)}"
         with self.lock:
-            self.tokens[value] = Token(subject, scopes, time.monotonic() + lifetime, issuer)
+            self.tokens[value] = Token(subject, scopes, time.monotonic() + lifetime, issuer, mailboxes)
         return value
 
     def check(self, value: str) -> Token | None:
@@ -70,7 +76,7 @@ class TokenBook:
     def expire_all(self) -> None:
         """Every token issued so far stops working, as after an hour has passed."""
         with self.lock:
-            self.tokens = {k: Token(t.subject, t.scopes, 0.0, t.issuer) for k, t in self.tokens.items()}
+            self.tokens = {k: Token(t.subject, t.scopes, 0.0, t.issuer, t.mailboxes) for k, t in self.tokens.items()}
 
     def issued(self, issuer: str | None = None) -> int:
         with self.lock:
