@@ -108,6 +108,15 @@ def find_sent(settings: Settings, message_ids: Sequence[str], *, ssl_context: ss
     return found
 
 
+def can_read(settings: Settings, *, ssl_context: ssl.SSLContext | None = None, password: str | None = None,
+             tokens: TokenSource | None = None) -> str:
+    """Sign in and open the folder without reading anything; what was possible, in words (MailError if not)."""
+    imap_settings = settings.email.imap
+    with _session(settings, imap_settings, ssl_context, password, tokens) as mailbox:
+        mailbox.open_folder(writable=False)
+    return f"can read folder {imap_settings.folder} of {imap_settings.username} at {mailbox.where} (IMAP)"
+
+
 def _session(settings: Settings, imap: ImapSettings, ssl_context: ssl.SSLContext | None, password: str | None,
              tokens: TokenSource | None) -> _Mailbox:
     """An IMAP session on *imap*'s folder, signed in with the password or, with `[email] auth`, a token."""
