@@ -90,3 +90,27 @@ def test_check_mail_over_smtp_and_imap_with_google_tokens(tmp_path: Path, capsys
             "check --mail: mail sign-in works; nothing was sent",
         ]
         assert smtp.messages == [] and smtp.logins == [USER]
+
+
+def test_check_mail_with_microsoft_365(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.microsoft_authority import MicrosoftAuthority
+
+    with MicrosoftAuthority() as authority, SmtpServer(tokens=authority.book) as smtp:
+        client_id = "11111111-2222-3333-4444-555555555555"
+        authority.register(client_id, "the-right-secret", USER)
+        monkeypatch.setenv("PARTNERLOOP_MS_SECRET", "the-right-secret")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(authority.ca_file))  # how MSAL's own session trusts the local CA
+        config = write_config(
+            tmp_path / "settings.toml", sheet={"path": tmp_path / "sheet.xlsx"}, state={"dir": tmp_path / "state"},
+            email={"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none",
+                   "auth": "microsoft", "username": USER},
+            **{"email.microsoft": {"tenant": authority.tenant, "client_id": client_id,
+                                   "client_secret_env": "PARTNERLOOP_MS_SECRET", "authority": authority.url}})
+        assert main(["--config", str(config), "check", "--mail"]) == 0
+        assert capsys.readouterr().out.splitlines()[0] == (
+            f"can send as {USER} via SMTP {smtp.host}:{smtp.port}, signed in as {USER} (Microsoft 365 token)")
+        authority.apps[client_id].mailboxes.clear()  # the mailbox permission was taken away
+        assert main(["--config", str(config), "check", "--mail"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "New-ServicePrincipal" in err and "Add-MailboxPermission" in err

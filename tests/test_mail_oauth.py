@@ -206,8 +206,7 @@ def microsoft_settings(tmp_path: Path, authority: MicrosoftAuthority, smtp: Smtp
 
 
 def msal_tokens(settings: Settings, authority: MicrosoftAuthority) -> MicrosoftTokens:
-    return MicrosoftTokens(settings.email.microsoft, USER, http_client=authority.session(),
-                           instance_discovery=False, validate_authority=False)
+    return MicrosoftTokens(settings.email.microsoft, USER, http_client=authority.session())
 
 
 def test_smtp_signs_in_with_msal_client_credentials(tmp_path: Path, microsoft: MicrosoftAuthority, smtp: SmtpServer,

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import requests
 
-from automations.config import EmailSettings, GoogleMailSettings, MicrosoftSettings
+from automations.config import MICROSOFT_AUTHORITY, EmailSettings, GoogleMailSettings, MicrosoftSettings
 from automations.errors import ConfigError
 from automations.mail.transport import AuthFailed, TemporaryFailure
 
@@ -155,6 +155,9 @@ class MicrosoftTokens:
         if not secret:
             raise ConfigError(f"[email.microsoft] client_secret_env names {microsoft.client_secret_env or '(nothing)'}, "
                               "but that environment variable is not set")
+        if microsoft.authority != MICROSOFT_AUTHORITY:  # a national cloud or a private endpoint: trusted as given
+            app_options.setdefault("instance_discovery", False)
+            app_options.setdefault("validate_authority", False)
         try:
             self._app = msal.ConfidentialClientApplication(
                 microsoft.client_id, client_credential=secret, authority=f"{microsoft.authority}/{microsoft.tenant}",
