@@ -27,16 +27,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import googleapiclient
 
 from tests.support.google_token_server import TokenBook
+from tests.support.local_http import JsonHandler, LocalServer
 
-HOST = "127.0.0.1"
 DISCOVERY = os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache", "documents", "gmail.v1.json")
 PROJECT = "123456789012"
 FAULTS = {
@@ -177,7 +175,7 @@ class Mailbox:
     oldest_history: int = 1000  # a startHistoryId below this has expired (404)
 
 
-class GmailEmulator:
+class GmailEmulator(LocalServer):
     """The local Gmail API; see the module docstring. Use as a context manager."""
 
     def __init__(self, book: TokenBook) -> None:
@@ -191,24 +189,6 @@ class GmailEmulator:
         self._faults: list[tuple[str, str]] = []  # (method id, kind)
         self._ids = iter(range(0x18C0000000000000, 0x18D0000000000000, 7919))
         self.lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> Self:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = ThreadingHTTPServer((HOST, 0), handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://{HOST}:{self._server.server_address[1]}"
 
     # -- what a test does -----------------------------------------------------------------------------
     def mailbox(self, address: str) -> Mailbox:
@@ -389,12 +369,9 @@ def _error(kind: str) -> tuple[int, dict[str, Any]]:
     return code, _error_body(code, reason, status, message)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     owner: GmailEmulator
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -404,14 +381,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, verb: str) -> None:
         url = urlparse(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, answer = self.owner.handle(verb, url.path, parse_qs(url.query), self.headers, body)
+        status, answer = self.owner.handle(verb, url.path, parse_qs(url.query), self.headers, self.body())
         if answer is None:  # the request was carried out; the answer is lost
             self.close_connection = True
             return
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, answer)
+
+
+GmailEmulator.handler = _Handler

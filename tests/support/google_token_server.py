@@ -20,16 +20,15 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-HOST = "127.0.0.1"
+from tests.support.local_http import JsonHandler, LocalServer
+
 GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 UNAUTHORIZED_CLIENT = ("Client is unauthorized to retrieve access tokens using this method, or client not "
@@ -91,7 +90,7 @@ class _Account:
     enabled: bool = True
 
 
-class GoogleTokenServer:
+class GoogleTokenServer(LocalServer):
     """The token endpoint; see the module docstring. Use as a context manager."""
 
     def __init__(self, book: TokenBook | None = None, lifetime: int = 3600) -> None:
@@ -101,27 +100,6 @@ class GoogleTokenServer:
         self.grants: dict[tuple[str, str], set[str]] = {}  # (client_id, subject) -> scopes
         self.requests: list[dict[str, Any]] = []  # verified JWT claims, in order
         self.refusals: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-    def __enter__(self) -> Self:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = ThreadingHTTPServer((HOST, 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://{HOST}:{self._server.server_address[1]}"
 
     # -- what a test sets up -----------------------------------------------------------------------
     def new_key(self, client_email: str = "partnerloop@clinic-project.iam.gserviceaccount.com") -> dict[str, Any]:
@@ -203,40 +181,27 @@ class GoogleTokenServer:
         return {"active": True, "email": token.subject, "scope": " ".join(sorted(token.scopes))}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     owner: GoogleTokenServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        form = self.form()
         path = urlparse(self.path).path
         if path == "/token":
-            status, answer = self.owner.token_request(form)
+            self.reply(*self.owner.token_request(form))
         elif path == "/introspect":
-            status, answer = 200, self.owner.introspect(form.get("token", ""))
+            self.reply(200, self.owner.introspect(form.get("token", "")))
         else:
-            status, answer = 404, {"error": "not_found"}
-        self._reply(status, answer)
+            self.reply(404, {"error": "not_found"})
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/introspect":
             bearer = self.headers.get("Authorization", "")
             value = bearer[7:] if bearer.lower().startswith("bearer ") else parse_qs(url.query).get("token", [""])[0]
-            self._reply(200, self.owner.introspect(value))
+            self.reply(200, self.owner.introspect(value))
         else:
-            self._reply(404, {"error": "not_found"})
-
-    def _reply(self, status: int, answer: dict[str, Any]) -> None:
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            self.reply(404, {"error": "not_found"})
 
 
 def _unb64(text: str) -> bytes:
@@ -247,3 +212,6 @@ def write_key(path: Any, key: dict[str, Any]) -> Any:
     """Write a key file as Google's console downloads it; returns *path*."""
     path.write_text(json.dumps(key, indent=2), encoding="utf-8")
     return path
+
+
+GoogleTokenServer.handler = _Handler

@@ -11,23 +11,19 @@ in the shared `TokenBook`, carrying the mailboxes the app was given in Exchange 
 
 from __future__ import annotations
 
-import json
 import ssl
 import tempfile
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import parse_qs, urlparse
+from typing import Any
+from urllib.parse import urlparse
 
 import requests
 import trustme
 
 from tests.support.google_token_server import TokenBook
+from tests.support.local_http import HOST, JsonHandler, LocalServer
 
-HOST = "127.0.0.1"
 EXCHANGE = "https://outlook.office365.com/.default"
 
 
@@ -39,7 +35,7 @@ class App:
     mailboxes: set[str] = field(default_factory=set)
 
 
-class MicrosoftAuthority:
+class MicrosoftAuthority(LocalServer):
     """The local authority; see the module docstring. Use as a context manager."""
 
     def __init__(self, book: TokenBook | None = None, tenant: str = "contoso-tenant-id", lifetime: int = 3599) -> None:
@@ -52,27 +48,11 @@ class MicrosoftAuthority:
         self._folder = Path(tempfile.mkdtemp(prefix="partnerloop-msft-"))
         self.ca_file = self._folder / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
-        self._server: ThreadingHTTPServer | None = None
 
-    def __enter__(self) -> Self:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = ThreadingHTTPServer((HOST, 0), handler)
+    def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca.issue_cert(HOST, "localhost").configure_cert(context)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"https://{HOST}:{self._server.server_address[1]}"
+        return context
 
     def session(self) -> requests.Session:
         """What MSAL is given as http_client: trusts this authority's CA, not the machine's environment."""
@@ -122,32 +102,23 @@ def _error(error: str, code: int, text: str) -> dict[str, Any]:
             "error_codes": [code], "timestamp": "2026-12-01 09:00:00Z"}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     owner: MicrosoftAuthority
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         parts = urlparse(self.path).path.strip("/").split("/")
         if parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
-            self._reply(*self.owner.discovery(parts[0]))
+            self.reply(*self.owner.discovery(parts[0]))
         else:
-            self._reply(404, {"error": "not_found"})
+            self.reply(404, {"error": "not_found"})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        form = self.form()
         parts = urlparse(self.path).path.strip("/").split("/")
         if parts[1:] == ["oauth2", "v2.0", "token"]:
-            self._reply(*self.owner.token(parts[0], form))
+            self.reply(*self.owner.token(parts[0], form))
         else:
-            self._reply(404, {"error": "not_found"})
+            self.reply(404, {"error": "not_found"})
 
-    def _reply(self, status: int, answer: dict[str, Any]) -> None:
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+
+MicrosoftAuthority.handler = _Handler
