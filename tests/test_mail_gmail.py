@@ -203,3 +203,26 @@ def test_a_revoked_grant_stops_the_run_with_one_line_and_sends_nothing(google: G
     assert "Domain-wide delegation" in report.fatal and "\n" not in report.fatal
     assert google.gmail.sent(USER) == []
     assert [r.state for r in ledger.records() if r.state in ("sending", "sent")] == []
+
+
+@pytest.mark.parametrize(("fault", "words"), [
+    ("rate", "Gmail asks to slow down (rateLimitExceeded); the rest is held for the next run"),
+    ("daily", "Gmail's daily sending limit for this mailbox is reached"),
+])
+def test_a_limit_holds_the_run_and_the_next_run_sends_each_email_once(google: Google, fault: str,
+                                                                        words: str) -> None:
+    settings = google.settings
+    seed(settings)
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    now = datetime.combine(d(0), time(9, 0), TZ)
+    google.gmail.fail_next(fault)
+    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+                      ["outreach"])
+    assert words in report.fatal and "\n" not in report.fatal
+    assert report.count("sent") == 0 and google.gmail.sent(USER) == []
+    later = datetime.combine(d(0), time(9, 5), TZ)
+    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: later),
+                      ["outreach"])
+    assert report.count("sent") == 2 and report.fatal == ""
+    recipients = sorted(str(m.parsed["To"].addresses[0].addr_spec) for m in google.gmail.sent(USER))
+    assert recipients == ["cold@gym.example", "hello@warmyoga.example"]

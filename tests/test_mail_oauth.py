@@ -271,3 +271,45 @@ def test_dovecot_takes_only_live_tokens_and_an_expired_one_is_replaced(
     messages = fetch_new(settings, Ledger.in_state_dir(settings.state_dir), tokens=tokens)
     assert "<waiting@riverside-pt.example>" in [m.message_id for m in messages]
     assert tokens.token() != stale
+
+
+def test_imap_with_microsoft_tokens_reads_the_mailbox(tmp_path: Path, microsoft: MicrosoftAuthority,
+                                                      smtp: SmtpServer, imap: ImapServer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARTNERLOOP_MS_SECRET", "the-right-secret")
+    settings = make_settings(tmp_path, email={
+        "auth": "microsoft", "imap": {"host": imap.host, "port": imap.port, "security": "none", "username": USER},
+        "microsoft": {"tenant": microsoft.tenant, "client_id": "app-1", "client_secret_env": "PARTNERLOOP_MS_SECRET",
+                      "authority": microsoft.url}})
+    microsoft.register("app-1", "the-right-secret", USER)
+    imap.deliver(USER, letter("<for-the-app@riverside-pt.example>"))
+    messages = fetch_new(settings, Ledger.in_state_dir(settings.state_dir), tokens=msal_tokens(settings, microsoft))
+    assert "<for-the-app@riverside-pt.example>" in [m.message_id for m in messages]
+
+
+def test_a_google_token_about_to_expire_is_replaced_before_it_is_used(tmp_path: Path) -> None:
+    from automations.mail.oauth import GoogleTokens
+
+    for lifetime, fetched in ((3600, 1), (120, 2)):  # google-auth renews a token with under ~4 minutes left
+        with GoogleTokenServer(lifetime=lifetime) as google:
+            key = google.new_key()
+            google.grant(key, USER, GOOGLE_MAIL)
+            settings = make_settings(tmp_path, email={"auth": "google", "google": {
+                "credentials": str(write_key(tmp_path / "key.json", key))}})
+            tokens = GoogleTokens(settings.email.google, [GOOGLE_MAIL])
+            tokens.token()
+            tokens.token()
+            assert len(google.requests) == fetched
+
+
+def test_google_mail_settings_default_to_the_sheet_key_and_the_clinic_address(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, sheet={"credentials": "keys/sheet.json"}, email={"transport": "gmail"})
+    google = settings.email.google
+    assert google.credentials == tmp_path / "keys" / "sheet.json"
+    assert google.user == "partners@riverside-pt.example"
+    assert google.api_endpoint == "https://gmail.googleapis.com"
+    assert settings.email.auth == "password" and settings.email.imap.sent_folder == "Sent"
+    with pytest.raises(ConfigError, match=r"\[email.google\] api_endpoint = 'gmail': expected a base URL"):
+        make_settings(tmp_path, email={"google": {"api_endpoint": "gmail"}})
+    with pytest.raises(ConfigError, match=r"\[email\] auth = 'oauth': expected one of 'password', 'google'"):
+        make_settings(tmp_path, email={"auth": "oauth"})

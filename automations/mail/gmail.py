@@ -84,7 +84,10 @@ class GmailApi:
             if response.status_code >= 400:
                 answer = _answer(response)
                 raise GmailRefused(self.explain(answer), answer)
-            return dict(response.json())
+            try:
+                return dict(response.json())
+            except ValueError:  # done, but the answer is unreadable: what matters is that Gmail took it
+                return {}
         raise AssertionError("unreachable")
 
     def explain(self, answer: GmailAnswer) -> str:
@@ -155,16 +158,11 @@ class GmailTransport(_Managed):
             sent = self.api.call("POST", "/messages/send", body={"raw": raw})
         except GmailRefused as exc:
             raise self._refusal(exc.answer, str(exc)) from None
-        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise TemporaryFailure(f"{self.where}: cannot connect ({_reason(exc)}); the next run will try "
-                                   "again") from None
-        except requests.ConnectionError as exc:
+        except requests.RequestException as exc:
             if _never_left(exc):
                 raise TemporaryFailure(f"{self.where}: cannot connect ({_reason(exc)}); the next run will try "
                                        "again") from None
-            raise self._unknown(_reason(exc)) from None
-        except requests.Timeout as exc:
-            raise self._unknown(_reason(exc)) from None
+            raise self._unknown(_reason(exc)) from None  # timeout, reset: the request may have arrived
         return f"Gmail id {sent.get('id', '?')}"
 
     def _unknown(self, reason: str) -> OutcomeUnknown:
@@ -189,8 +187,10 @@ class GmailTransport(_Managed):
         return MailError(f"{self.where}: {line}")
 
 
-def _never_left(exc: requests.ConnectionError) -> bool:
+def _never_left(exc: requests.RequestException) -> bool:
     """True when the connection was never made, so Gmail cannot have the message."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
     text = repr(exc)
     return "NewConnectionError" in text or "Failed to establish" in text or "NameResolutionError" in text
 

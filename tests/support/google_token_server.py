@@ -178,7 +178,9 @@ class GoogleTokenServer(LocalServer):
         token = self.book.check(value)
         if token is None:
             return {"active": False}
-        return {"active": True, "email": token.subject, "scope": " ".join(sorted(token.scopes))}
+        # an app-only (Microsoft) token opens the mailbox the app was given; a delegated one, its user's
+        mailbox = next(iter(token.mailboxes)) if len(token.mailboxes) == 1 else token.subject
+        return {"active": True, "email": mailbox, "scope": " ".join(sorted(token.scopes))}
 
 
 class _Handler(JsonHandler):
