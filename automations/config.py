@@ -181,6 +181,10 @@ def _mail_sign_in(reader: _Reader, source: Path, sheet: SheetSettings, clinic: C
         user=google.email("email.google", "user", "") or clinic.from_email,
         api_endpoint=endpoint,
     )
+    uses_google = auth == "google" or reader.text("email", "transport", "outbox").lower() == "gmail"
+    if uses_google and google_settings.credentials is None:
+        google.fail("email.google", "credentials", "", "the path of a service-account key file (JSON) with "
+                    "domain-wide delegation (or set [sheet] credentials)")
     ms = _Reader({"email.microsoft": reader.table("email", "microsoft")}, source)
     authority = ms.text("email.microsoft", "authority", MICROSOFT_AUTHORITY).rstrip("/")
     if not re.match(r"https://[^/\s]+(/[^\s]*)?$", authority):

@@ -313,3 +313,5 @@ def test_google_mail_settings_default_to_the_sheet_key_and_the_clinic_address(tm
         make_settings(tmp_path, email={"google": {"api_endpoint": "gmail"}})
     with pytest.raises(ConfigError, match=r"\[email\] auth = 'oauth': expected one of 'password', 'google'"):
         make_settings(tmp_path, email={"auth": "oauth"})
+    with pytest.raises(ConfigError, match=r"\[email.google\] credentials = '': expected the path of a service-account"):
+        make_settings(tmp_path, email={"transport": "gmail"})
