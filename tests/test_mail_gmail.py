@@ -226,3 +226,13 @@ def test_a_limit_holds_the_run_and_the_next_run_sends_each_email_once(google: Go
     assert report.count("sent") == 2 and report.fatal == ""
     recipients = sorted(str(m.parsed["To"].addresses[0].addr_spec) for m in google.gmail.sent(USER))
     assert recipients == ["cold@gym.example", "hello@warmyoga.example"]
+
+
+def test_a_refused_recipient_is_not_named_in_the_error(google: Google) -> None:
+    google.gmail.refused.add("jordan@mail.example")
+    with make_transport(google.settings) as transport:
+        with pytest.raises(RecipientRefused) as refused:
+            transport.send(letter(to="jordan@mail.example"))
+        transport.send(letter(message_id="<next@riverside-pt.example>"))  # the next message goes ahead
+    assert str(refused.value) == "Gmail refused the message: Invalid To header: the recipient"
+    assert [m.message_id for m in google.gmail.sent(USER)] == ["<next@riverside-pt.example>"]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -157,7 +158,8 @@ class GmailTransport(_Managed):
         try:
             sent = self.api.call("POST", "/messages/send", body={"raw": raw})
         except GmailRefused as exc:
-            raise self._refusal(exc.answer, str(exc)) from None
+            answer = replace(exc.answer, message=_without(exc.answer.message, recipient))
+            raise self._refusal(answer, _without(str(exc), recipient)) from None
         except requests.RequestException as exc:
             if _never_left(exc):
                 raise TemporaryFailure(f"{self.where}: cannot connect ({_reason(exc)}); the next run will try "
@@ -193,6 +195,11 @@ def _never_left(exc: requests.RequestException) -> bool:
         return True
     text = repr(exc)
     return "NewConnectionError" in text or "Failed to establish" in text or "NameResolutionError" in text
+
+
+def _without(text: str, address: str) -> str:
+    """Google's words with the recipient's address taken out (it may be a patient's)."""
+    return re.sub(re.escape(address), "the recipient", text, flags=re.IGNORECASE) if address else text
 
 
 def _reason(exc: BaseException) -> str:

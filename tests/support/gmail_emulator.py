@@ -185,6 +185,7 @@ class GmailEmulator(LocalServer):
         self.root = urlparse(self.doc["rootUrl"]).path.rstrip("/")
         self.mailboxes: dict[str, Mailbox] = {}
         self.violations: list[str] = []
+        self.refused: set[str] = set()  # To addresses Gmail calls invalid
         self.calls: list[str] = []  # method ids, in order
         self._faults: list[tuple[str, str]] = []  # (method id, kind)
         self._ids = iter(range(0x18C0000000000000, 0x18D0000000000000, 7919))
@@ -293,8 +294,9 @@ class GmailEmulator(LocalServer):
         if method.id == "gmail.users.messages.send":
             raw = base64.urlsafe_b64decode(payload["raw"] + "=" * (-len(payload["raw"]) % 4))
             to = str(message_from_bytes(raw, policy=policy.default).get("To", ""))
-            if not re.search(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", to):
-                return _error("invalid_to")
+            if not re.search(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", to) or to.lower() in self.refused:
+                code, reason, status, message = FAULTS["invalid_to"]
+                return code, _error_body(code, reason, status, f"{message}: {to}")
             stored = self._store(box, raw, ["SENT"])
             return 200, {"id": stored.id, "threadId": stored.thread_id, "labelIds": stored.label_ids}
         if method.id == "gmail.users.messages.list":
