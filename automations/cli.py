@@ -55,6 +55,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from automations.mail.render import Renderer, TemplateProblem
     from automations.sheets import open_backend
 
+    if getattr(args, "mail", False):
+        return cmd_check_mail(settings)
+
     today = now_from(args, settings).date()
     result = check_sheet(open_backend(settings), settings)
     template_problems = []
@@ -75,6 +78,16 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             "Automation status. Fix the cells and run `partnerloop check` again.")
         return 1
     say(f"check: {result.rows} row(s), no problems")
+    return 0
+
+
+def cmd_check_mail(settings: Settings) -> int:
+    """`check --mail`: sign in, send nothing, print what works; a refusal is the one line main() prints."""
+    from automations.mail.signin import check_mail
+
+    for line in check_mail(settings):
+        say(line)
+    say("check --mail: mail sign-in works; nothing was sent")
     return 0
 
 
@@ -276,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_now(sub.add_parser("init", help="create the missing tabs and columns"))
     p.add_argument("--demo", action="store_true", help="also add fictional sample rows")
-    with_now(sub.add_parser("check", help="validate every row; exit 1 if there are problems"))
+    p = with_now(sub.add_parser("check", help="validate every row; exit 1 if there are problems"))
+    p.add_argument("--mail", action="store_true", help="instead, sign in to the mail server and mailbox; send nothing")
     p = with_now(sub.add_parser("run", help="run jobs once"))
     p.add_argument("jobs", nargs="*", metavar="JOB")
     p.add_argument("--all", action="store_true", help="run every job")

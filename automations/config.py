@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automations.core import JOB_NAMES, SENDING_JOBS
@@ -139,6 +139,68 @@ class ImapSettings:
     password_env: str = ""
     folder: str = "INBOX"
     mark_read: bool = False
+    sent_folder: str = "Sent"
+
+
+# -- mail sign-in with OAuth (Gmail API, Google Workspace, Microsoft 365) ------------------------------
+GMAIL_ENDPOINT = "https://gmail.googleapis.com"
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+MAIL_AUTHS = ("password", "google", "microsoft")
+
+
+@dataclass(frozen=True)
+class GoogleMailSettings:
+    """[email.google]: the service-account key (domain-wide delegation) and the mailbox it acts as."""
+
+    credentials: Path | None = None
+    user: str = ""
+    api_endpoint: str = GMAIL_ENDPOINT
+
+
+@dataclass(frozen=True)
+class MicrosoftSettings:
+    """[email.microsoft]: the Entra app that signs in to Exchange Online with the client-credentials flow."""
+
+    tenant: str = ""
+    client_id: str = ""
+    client_secret_env: str = ""
+    authority: str = MICROSOFT_AUTHORITY
+
+
+def _mail_sign_in(reader: _Reader, source: Path, sheet: SheetSettings, clinic: ClinicSettings,
+                  path_of: Callable[[str], Path]) -> tuple[str, GoogleMailSettings, MicrosoftSettings]:
+    """`[email] auth`, `[email.google]` and `[email.microsoft]`, with their defaults filled in."""
+    auth = reader.choice("email", "auth", "password", MAIL_AUTHS)
+    google = _Reader({"email.google": reader.table("email", "google")}, source)
+    credentials = google.text("email.google", "credentials", "")
+    endpoint = google.text("email.google", "api_endpoint", GMAIL_ENDPOINT).rstrip("/")
+    if not re.match(r"https?://[^/\s]+$", endpoint):
+        google.fail("email.google", "api_endpoint", endpoint, "a base URL such as \"https://gmail.googleapis.com\"")
+    google_settings = GoogleMailSettings(
+        credentials=path_of(credentials) if credentials else sheet.credentials,
+        user=google.email("email.google", "user", "") or clinic.from_email,
+        api_endpoint=endpoint,
+    )
+    uses_google = auth == "google" or reader.text("email", "transport", "outbox").lower() == "gmail"
+    if uses_google and google_settings.credentials is None:
+        google.fail("email.google", "credentials", "", "the path of a service-account key file (JSON) with "
+                    "domain-wide delegation (or set [sheet] credentials)")
+    ms = _Reader({"email.microsoft": reader.table("email", "microsoft")}, source)
+    authority = ms.text("email.microsoft", "authority", MICROSOFT_AUTHORITY).rstrip("/")
+    if not re.match(r"https://[^/\s]+(/[^\s]*)?$", authority):
+        ms.fail("email.microsoft", "authority", authority, "an https URL such as \"https://login.microsoftonline.com\"")
+    microsoft = MicrosoftSettings(
+        tenant=ms.text("email.microsoft", "tenant", ""),
+        client_id=ms.text("email.microsoft", "client_id", ""),
+        client_secret_env=ms.text("email.microsoft", "client_secret_env", ""),
+        authority=authority,
+    )
+    if auth == "microsoft":
+        for key in ("tenant", "client_id", "client_secret_env"):
+            if not getattr(microsoft, key):
+                ms.fail("email.microsoft", key, "", "a value: [email] auth = \"microsoft\" signs in with the app "
+                        "registered in Microsoft Entra (see the README, Mail sign-in)")
+    return auth, google_settings, microsoft
 
 
 @dataclass(frozen=True)
@@ -155,6 +217,9 @@ class EmailSettings:
     per_minute: int
     send_window: SendWindow
     imap: ImapSettings = field(default_factory=ImapSettings)
+    auth: str = "password"
+    google: GoogleMailSettings = field(default_factory=GoogleMailSettings)
+    microsoft: MicrosoftSettings = field(default_factory=MicrosoftSettings)
 
     def password(self) -> str:
         """The SMTP password from the environment variable named by password_env."""
@@ -268,8 +333,9 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
         reader.fail("email", "send_window", window_text, str(exc))
     imap = reader.table("email", "imap")
     imap_reader = _Reader({"email.imap": imap}, source)
+    auth, google_mail, microsoft = _mail_sign_in(reader, source, sheet, clinic, path_of)
     email = EmailSettings(
-        transport=reader.choice("email", "transport", "outbox", ("outbox", "smtp")),
+        transport=reader.choice("email", "transport", "outbox", ("outbox", "smtp", "gmail")),
         outbox_dir=path_of(reader.text("email", "outbox_dir", "../var/outbox")),
         host=reader.text("email", "host", "localhost"),
         port=reader.integer("email", "port", 587, 1, 65535),
@@ -288,7 +354,11 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
             password_env=imap_reader.text("email.imap", "password_env", ""),
             folder=imap_reader.text("email.imap", "folder", "INBOX"),
             mark_read=imap_reader.boolean("email.imap", "mark_read", False),
+            sent_folder=imap_reader.text("email.imap", "sent_folder", "Sent"),
         ),
+        auth=auth,
+        google=google_mail,
+        microsoft=microsoft,
     )
 
     follow_up = reader.get("outreach", "follow_up_days", [7, 14])

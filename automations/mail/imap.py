@@ -24,8 +24,9 @@ import os
 import re
 import socket
 import ssl
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from automations.config import ImapSettings, Settings
 from automations.core import InboundMessage, Inbox
@@ -37,6 +38,9 @@ from automations.mail.inbound import (
     next_position,
     parse_message,
 )
+
+if TYPE_CHECKING:
+    from automations.mail.oauth import TokenSource
 
 log = logging.getLogger("partnerloop")
 
@@ -54,7 +58,8 @@ def read_inbox(settings: Settings, position: str | None, **options: Any) -> Inbo
 
 
 def fetch_new(settings: Settings, position: str | None, *, ssl_context: ssl.SSLContext | None = None,
-              password: str | None = None, batch: int = BATCH) -> tuple[InboundMessage, ...]:
+              password: str | None = None, batch: int = BATCH,
+              tokens: TokenSource | None = None) -> tuple[InboundMessage, ...]:
     """The messages after *position* (a saved `MailboxPosition`), oldest first, at most *batch* of them.
 
     Without `[email.imap] host` there is no mailbox: a warning is logged and nothing is returned.
@@ -70,8 +75,7 @@ def fetch_new(settings: Settings, position: str | None, *, ssl_context: ssl.SSLC
                     "in %s", settings.source)
         return ()
     saved = MailboxPosition.from_json(position)
-    secret = password if password is not None else _password(imap_settings)
-    with _Mailbox(imap_settings, secret, settings.email.timeout, ssl_context) as mailbox:
+    with _session(settings, imap_settings, ssl_context, password, tokens) as mailbox:
         uidvalidity = mailbox.open_folder(writable=imap_settings.mark_read)
         start = 1
         if saved is not None and saved.continues(mailbox_name(imap_settings), uidvalidity):
@@ -90,6 +94,46 @@ def fetch_new(settings: Settings, position: str | None, *, ssl_context: ssl.SSLC
     return tuple(messages)
 
 
+def find_sent(settings: Settings, message_ids: Sequence[str], *, ssl_context: ssl.SSLContext | None = None,
+              password: str | None = None, tokens: TokenSource | None = None) -> set[str]:
+    """Which of these Message-IDs are in `[email.imap] sent_folder` (UID SEARCH HEADER Message-ID)."""
+    imap_settings = settings.email.imap
+    if not imap_settings.host or not message_ids:
+        return set()
+    found: set[str] = set()
+    sent = replace(imap_settings, folder=imap_settings.sent_folder)
+    with _session(settings, sent, ssl_context, password, tokens) as mailbox:
+        mailbox.open_folder(writable=False)
+        imap = mailbox._session()
+        for message_id in message_ids:
+            data = mailbox._call("UID SEARCH HEADER Message-ID",
+                                 lambda m=message_id: imap.uid("SEARCH", "HEADER", "Message-ID", _quoted(m)))
+            if any(line.split() for line in data if isinstance(line, bytes)):
+                found.add(message_id)
+    return found
+
+
+def can_read(settings: Settings, *, ssl_context: ssl.SSLContext | None = None, password: str | None = None,
+             tokens: TokenSource | None = None) -> str:
+    """Sign in and open the folder without reading anything; what was possible, in words (MailError if not)."""
+    imap_settings = settings.email.imap
+    with _session(settings, imap_settings, ssl_context, password, tokens) as mailbox:
+        mailbox.open_folder(writable=False)
+    return f"can read folder {imap_settings.folder} of {imap_settings.username} at {mailbox.where} (IMAP)"
+
+
+def _session(settings: Settings, imap: ImapSettings, ssl_context: ssl.SSLContext | None, password: str | None,
+             tokens: TokenSource | None) -> _Mailbox:
+    """An IMAP session on *imap*'s folder, signed in with the password or, with `[email] auth`, a token."""
+    if settings.email.auth != "password":
+        from automations.mail.oauth import token_source
+
+        return _Mailbox(imap, "", settings.email.timeout, ssl_context,
+                        tokens or token_source(settings.email, mailbox=imap.username))
+    secret = password if password is not None else _password(imap)
+    return _Mailbox(imap, secret, settings.email.timeout, ssl_context)
+
+
 def _password(imap: ImapSettings) -> str:
     if not imap.password_env:
         return ""
@@ -104,8 +148,9 @@ class _Mailbox:
     """One IMAP session on the configured folder; every failure becomes a MailError naming host:port."""
 
     def __init__(self, settings: ImapSettings, password: str, timeout: float,
-                 ssl_context: ssl.SSLContext | None) -> None:
+                 ssl_context: ssl.SSLContext | None, tokens: TokenSource | None = None) -> None:
         self.settings = settings
+        self.tokens = tokens
         self._password = password
         self.timeout = timeout
         self.context = ssl_context
@@ -151,7 +196,18 @@ class _Mailbox:
             _abandon(imap)
             raise MailError(f"IMAP {self.where}: cannot reach the mail server ({_reason(exc)}); the next run will "
                             "try again") from None
-        if s.username:
+        if self.tokens is not None:
+            from automations.mail.oauth import imap_sign_in
+
+            try:
+                imap_sign_in(imap, self.tokens, self.where)
+            except MailError:
+                _abandon(imap)
+                raise
+            except (imaplib.IMAP4.abort, OSError) as exc:
+                _abandon(imap)
+                raise MailError(f"IMAP {self.where}: the connection broke while logging in ({_reason(exc)})") from None
+        elif s.username:
             try:
                 _login(imap, s.username, self._password)
             except imaplib.IMAP4.abort as exc:
@@ -279,6 +335,11 @@ def _first(values: Any) -> bytes | None:
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def _quoted(text: str) -> str:
+    """An IMAP quoted string (RFC 3501 §4.3)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _quote_folder(name: str) -> str:

@@ -21,11 +21,14 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from automations.config import EmailSettings, Settings
 from automations.errors import MailError
 from automations.mail.message import TEMPLATE_HEADER, needs_smtputf8
+
+if TYPE_CHECKING:
+    from automations.mail.oauth import TokenSource
 
 
 class RecipientRefused(ValueError):
@@ -170,10 +173,12 @@ class SmtpTransport(_Managed):
         *,
         ssl_context: ssl.SSLContext | None = None,
         password: str | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         self.settings = settings
         self.ssl_context = ssl_context
         self._password = password
+        self._tokens = tokens  # for [email] auth = "google" or "microsoft"; made from the settings when None
         self._smtp: smtplib.SMTP | None = None
         self.where = f"{settings.host}:{settings.port}"
 
@@ -316,7 +321,11 @@ class SmtpTransport(_Managed):
                     )
                 smtp.starttls(context=context)
                 smtp.ehlo()
-            if settings.username:
+            if settings.auth != "password":
+                from automations.mail.oauth import smtp_sign_in, token_source
+
+                smtp_sign_in(smtp, self._tokens or token_source(settings, mailbox=settings.username), self.where)
+            elif settings.username:
                 _login(smtp, settings.username, password)
             return smtp
         except smtplib.SMTPAuthenticationError as exc:
@@ -384,6 +393,10 @@ def make_transport(settings: Settings, **overrides: Any) -> Transport:
     if email.transport == "outbox":
         directory = overrides.pop("directory", email.outbox_dir)
         return OutboxTransport(directory, **overrides)
+    if email.transport == "gmail":
+        from automations.mail.gmail import GmailTransport  # imports requests and google-auth only when used
+
+        return GmailTransport(email, **overrides)
     return SmtpTransport(email, **overrides)
 
 

@@ -5,6 +5,10 @@
 foreground and stops it on exit. Any username logs in with `PASSWORD` and gets its own empty
 maildir, so each test can use a fresh mailbox on one server. Messages are put in with APPEND.
 
+With `introspection_url` (the local Google token server's ``/introspect``) Dovecot also takes
+AUTHENTICATE XOAUTH2 through an oauth2 passdb that asks that endpoint whether a bearer token is
+active and whose mailbox it opens (`email`); password logins keep working beside it.
+
 Without Dovecot installed, the tests that need it skip with the reason, or fail when CI=true
 (`.ci/run` installs it; `apt-get install dovecot-imapd` does it by hand).
 """
@@ -66,7 +70,8 @@ def _user(name: str) -> str:
 class ImapServer:
     """Dovecot on 127.0.0.1: `port` speaks plain IMAP and offers STARTTLS, `ssl_port` is IMAP over TLS."""
 
-    def __init__(self) -> None:
+    def __init__(self, introspection_url: str = "") -> None:
+        self.introspection_url = introspection_url
         self.host = HOST
         self.port = 0
         self.ssl_port = 0
@@ -144,6 +149,15 @@ class ImapServer:
         else:  # an unprivileged Dovecot runs every process as the current user
             mail_user = login_user = internal_user = pwd.getpwuid(os.getuid()).pw_name
             mail_group = f"gid={os.getgid()}"
+        oauth_mechanisms, oauth_passdb = "", ""
+        if self.introspection_url:
+            (root / "oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.introspection_url}\n"
+                "force_introspection = yes\nusername_attribute = email\nactive_attribute = active\n"
+                "active_value = true\n")
+            oauth_mechanisms = " xoauth2 oauthbearer"
+            oauth_passdb = (f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                            f"  args = {root}/oauth2.conf.ext\n}}\n")
         config = root / "dovecot.conf"
         config.write_text(f"""\
 protocols = imap
@@ -155,12 +169,12 @@ ssl = yes
 ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:{mail}/%u
 default_internal_user = {internal_user}
 default_login_user = {login_user}
-passdb {{
+{oauth_passdb}passdb {{
   driver = static
   args = password={PASSWORD}
 }}

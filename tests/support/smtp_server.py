@@ -11,11 +11,16 @@ from trustme; `client_ssl_context()` trusts them. Faults mimic what real servers
 - ``delay(seconds)``: wait that long before answering the end of DATA (the message is already taken);
 - ``garble_reply(n)``: take the next n messages but answer the end of DATA with a line that is not an
   SMTP reply (a broken proxy or server), then close the connection.
+
+With ``tokens=`` (a TokenBook of the local Google or Microsoft stand-in) the server also offers
+AUTH XOAUTH2 and accepts a bearer token the book knows for that very mailbox; a refused token
+gets Google's answer (334 with a base64 JSON status, then 535 after the client's empty line).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import threading
@@ -79,12 +84,14 @@ class SmtpServer:
         security: str = "none",
         auth: tuple[str, str] | None = None,
         smtputf8: bool = True,
+        tokens: Any = None,
     ) -> None:
         if security not in ("none", "starttls", "ssl"):
             raise ValueError("security must be 'none', 'starttls' or 'ssl'")
         self.security = security
         self.auth = auth
         self.smtputf8 = smtputf8
+        self.tokens = tokens
         self.host = HOST
         self.port = 0
         self._lock = threading.Lock()
@@ -114,12 +121,13 @@ class SmtpServer:
         if self.security == "starttls":
             parameters["tls_context"] = server_context
             parameters["require_starttls"] = True
-        if self.auth is not None:
+        if self.auth is not None or self.tokens is not None:
             parameters["authenticator"] = self._authenticate
             parameters["auth_required"] = True
             # Implicit TLS is not seen by aiosmtpd as "TLS"; plain connections are allowed only in tests.
             parameters["auth_require_tls"] = self.security == "starttls"
-        self._controller = _CountingController(self, _Handler(self), **parameters)
+        handler = _OAuthHandler(self) if self.tokens is not None else _Handler(self)
+        self._controller = _CountingController(self, handler, **parameters)
         self._controller.start()
         with self._lock:
             self._connections = 0  # the controller's own start-up probe is not a client
@@ -308,6 +316,30 @@ class _Handler:
         if drop:
             _close_after_reply(smtp)
         return "250 OK queued"
+
+
+class _OAuthHandler(_Handler):
+    """Adds AUTH XOAUTH2 (SASL, as Gmail and Exchange Online take it) checked against the token book."""
+
+    async def auth_XOAUTH2(self, smtp: SMTP, args: list[str]) -> AuthResult:
+        response = args[1] if len(args) > 1 else ""
+        if not response:
+            answer = await smtp.challenge_auth("", encode_to_b64=False)
+            response = answer.decode() if isinstance(answer, bytes) else ""
+        try:
+            fields = dict(part.split("=", 1) for part in base64.b64decode(response).decode().split("\x01") if part)
+        except ValueError:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode XOAUTH2")
+        user, bearer = fields.get("user", ""), fields.get("auth", "")
+        token = self.server.tokens.check(bearer[7:]) if bearer.startswith("Bearer ") else None
+        if token is None or not token.opens(user):
+            status = base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}')
+            await smtp.challenge_auth(status, encode_to_b64=False)  # the client answers with an empty line
+            return AuthResult(success=False, handled=False,
+                              message="535 5.7.8 Username and Password not accepted")
+        with self.server._lock:
+            self.server._logins.append(user)
+        return AuthResult(success=True, auth_data=user)
 
 
 def parse_message(raw: bytes) -> EmailMessage:
