@@ -125,16 +125,18 @@ def end_progress() -> None:
 
 
 def job_names(args: argparse.Namespace, settings: Settings) -> list[str]:
-    """The jobs to run: those named, or --all (the mailbox only when [email.imap] host is set)."""
+    """The jobs to run: those named, or --all (the replies job only when the mailbox is configured)."""
     from automations.jobs import JOBS
+    from automations.mail.mailbox import configured
 
     if args.all:
-        return [job for job in JOBS if job != "replies" or settings.email.imap.host]
+        return [job for job in JOBS if job != "replies" or configured(settings)]
     if not args.jobs:
         raise PartnerloopError(f"name a job or use --all; jobs are: {', '.join(JOBS)}")
-    if "replies" in args.jobs and not settings.email.imap.host:
+    if "replies" in args.jobs and not configured(settings):
         raise ConfigError(f"{settings.source}: [email.imap] host is not set: the replies job reads the clinic's "
-                          "mailbox; set host, port, security, username and password_env there")
+                          "mailbox; set host, port, security, username and password_env there (or use "
+                          "[email] transport = \"gmail\")")
     return list(dict.fromkeys(args.jobs))
 
 
@@ -236,6 +238,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 "--sent` or `--resend`")
     else:
         say("No unknown-outcome emails to resolve.")
+    settled = ledger.settled_from_mailbox()
+    if settled:
+        say(f"Settled automatically (found in the clinic's sent mail), the latest {len(settled)}:")
+        for record in settled:
+            settled_at = record.settled_at.astimezone(settings.clinic.tz) if record.settled_at else now
+            say(f"  {record.key.row_id} {record.key.job} {record.template} (settled {settled_at:%Y-%m-%d %H:%M})")
     return 0
 
 

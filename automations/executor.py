@@ -31,7 +31,8 @@ from automations.errors import MailError, PartnerloopError
 from automations.jobs import JOBS
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.locks import JobLock
-from automations.mail.ledger import Claim, Ledger, SendRecord
+from automations.mail.ledger import FOUND_IN_MAILBOX, Claim, Ledger, SendRecord
+from automations.mail.mailbox import configured
 from automations.mail.message import build_message
 from automations.mail.render import Rendered, Renderer, RenderError
 from automations.mail.transport import (
@@ -48,7 +49,7 @@ from automations.sheets.base import Backend, RowWrite
 log = logging.getLogger("partnerloop")
 
 Mailbox = Callable[[Settings, "str | None"], Inbox]
-"""Reads the clinic's mailbox from a saved position (None: from the start): `mail.imap.read_inbox`."""
+"""Reads the clinic's mailbox from a saved position (None: from the start): `mail.mailbox.read_inbox`."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class World:
     transport_factory: Callable[[Settings], Transport] = make_transport
     progress: Callable[[str], None] = lambda line: None
     stop: Callable[[], bool] = lambda: False  # True once partnerloop is asked to stop: hold the rest, write back
-    mailbox: Mailbox | None = None  # how the replies job's input is read (default: IMAP, [email.imap])
+    mailbox: Mailbox | None = None  # how the replies job's input is read (default: mail.mailbox.read_inbox)
+    sent_lookup: Callable[[Settings, Sequence[str]], set[str]] | None = None  # default: mail.mailbox.find_sent
 
 
 def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit: int | None = None,
@@ -208,6 +210,7 @@ class _Run:
         self.world.progress(f"read {len(book.partners)} partners, {len(book.referrals)} referrals, "
                             f"{len(book.events)} events")
         self._write_new_ids(book)
+        self._settle_from_mailbox()
         inbox = self._read_mailbox()
         self.resend = self.ledger.keys(SendState.RESEND, self.jobs)
         return JobInput(book=book, now=now, settings=self.settings, seen_stages=self.ledger.seen_stages(),
@@ -225,6 +228,36 @@ class _Run:
         self.report.lost += report.lost
         self.unwritten_ids = {row_id for _, row_id in report.lost_rows}
 
+    def _settle_from_mailbox(self) -> None:
+        """Sends whose outcome is unknown, looked up by Message-ID in the clinic's sent mail: found ones are
+        settled as sent (and written back by this run); the rest stay for staff (`status`, the row)."""
+        busy = self._busy_jobs()
+        unknown = [r for r in self.ledger.unknown() if r.message_id and r.key.job not in busy]
+        if self.dry_run or not unknown:
+            return
+        lookup = self.world.sent_lookup
+        if lookup is None:
+            from automations.mail.mailbox import find_sent
+
+            lookup = find_sent
+        self.world.progress(f"looking up {len(unknown)} unknown-outcome email(s) in the mailbox")
+        try:
+            found = lookup(self.settings, [r.message_id for r in unknown])
+        except PartnerloopError as exc:
+            self.report.notes.append(f"could not look up the unknown-outcome emails in the mailbox ({exc}); "
+                                     "they stay unknown")
+            return
+        settled = [r for r in unknown if r.message_id in found]
+        for record in settled:
+            self.ledger.settle(record.key, SendState.SENT, FOUND_IN_MAILBOX, self.world.clock())
+        if settled:
+            self.report.notes.append(f"{len(settled)} unknown-outcome email(s) found in the mailbox's sent mail, "
+                                     f"now recorded as sent: {', '.join(sorted({r.key.row_id for r in settled}))}")
+
+    def _busy_jobs(self) -> set[str]:
+        """Jobs other than this run's that another process is running now (their sends are theirs to settle)."""
+        return {job for job in JOB_NAMES if job not in self.jobs and JobLock.running(self.settings.state_dir, job)}
+
     def _read_mailbox(self) -> Inbox:
         """The new messages since the kept position; a dry run leaves the mailbox exactly as it was."""
         if "replies" not in self.jobs:
@@ -232,7 +265,7 @@ class _Run:
         self.world.progress("reading the mailbox")
         read = self.world.mailbox
         if read is None:
-            from automations.mail.imap import read_inbox
+            from automations.mail.mailbox import read_inbox
 
             read = read_inbox
         settings = self.settings
@@ -294,7 +327,7 @@ class _Run:
             return Verdict(Result.BLOCKED, f"Not sent: the {email.recipient}'s address bounced on "
                            f"{bounced.isoformat()}; correct it to send again")
         if record is not None and record.state == SendState.SENDING:
-            return Verdict(Result.UNKNOWN, unknown_status(email))
+            return Verdict(Result.UNKNOWN, unknown_status(email, configured(self.settings)))
         if not self.stop_sending and self.world.stop():
             self.stop_sending = "partnerloop was stopping; goes out on the next run"
         reason = self.stop_sending or self._hold_reason(self.world.clock())
@@ -351,7 +384,7 @@ class _Run:
         except OutcomeUnknown as exc:
             self.stop_sending = f"the mail server connection broke ({exc}); the rest waits for the next run"
             self.report.fatal = f"mail server: {exc}"
-            return Verdict(Result.UNKNOWN, unknown_status(email))
+            return Verdict(Result.UNKNOWN, unknown_status(email, configured(self.settings)))
         except (TemporaryFailure, MailError, OSError) as exc:
             self.stop_sending = f"mail server unavailable ({exc}); retried on the next run"
             self.report.fatal = f"mail server: {exc}"
@@ -429,7 +462,7 @@ class _Run:
         pending = self.ledger.pending_writebacks()
         # What this run delivered, and what an earlier run delivered but could not write back (carried);
         # what a run of another job going on now settles is that run's to write.
-        busy = {job for job in JOB_NAMES if job not in self.jobs and JobLock.running(self.settings.state_dir, job)}
+        busy = self._busy_jobs()
         fresh = [r for r in pending if r.key in self.settled_now]
         carried = [r for r in pending if r.key not in self.settled_now and r.key.job not in busy]
         # A carried status is stale where the jobs said something newer about the row this run.
@@ -516,7 +549,13 @@ def remembered(ledger: Ledger) -> dict[str, str]:
     return {key: value for key in ("digest", MAILBOX_POSITION) if (value := ledger.get_value(key))}
 
 
-def unknown_status(email: Email) -> str:
+def unknown_status(email: Email, mailbox: bool = False) -> str:
+    """The row's status for a send whose outcome is unknown: never sent again until it is settled."""
+    if mailbox:
+        return (f"{email.label}: unknown whether it was delivered; partnerloop looks for it in the clinic's sent "
+                "mail on each run. If it is not found, check with the "
+                f"{email.recipient}, then run `partnerloop resolve {email.row.row_id} --job {email.job} --sent` "
+                "or `--resend`")
     return (f"{email.label}: unknown whether it was delivered (the run stopped while sending). Check with the "
             f"{email.recipient}, then run `partnerloop resolve {email.row.row_id} --job {email.job} --sent` "
             "or `--resend`")

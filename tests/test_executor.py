@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from automations.cli import main
 from automations.config import Settings
 from automations.errors import AlreadyRunning, SheetError
 from automations.executor import World, run_jobs
@@ -22,6 +23,8 @@ from automations.mail.transport import make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import Staff, make_settings, seed_sheet, world_for
+from tests.support.configs import config_for
+from tests.support.imap_server import ImapServer, imap_section
 from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
@@ -315,3 +318,41 @@ def test_merge_writes_joins_statuses_and_lets_carried_ones_fill_only_what_is_uns
         ("Partners", "P-1"): {"Outreach step": 3, "Automation status": "No reply after the last follow-up: call Ann"},
         ("Events", "E-1"): {"Automation status": "Reminder sent 2026-11-20; Staff reminder sent 2026-11-20"},
     }
+
+
+@pytest.mark.parametrize("fault", ["garble_reply", "drop_before_reply"])
+def test_an_unknown_outcome_is_never_sent_again_and_the_mailbox_settles_it(
+        tmp_path: Path, smtp: SmtpServer, imap: ImapServer, imap_user: str, fault: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    settings = smtp_settings(tmp_path, smtp)
+    prospects(settings, 3)
+    clock = FakeClock(FRIDAY_9AM)
+    getattr(smtp, fault)(1)  # the first message is taken, but its answer is garbage or never comes
+    run_jobs(world(settings, clock), ["outreach"])
+    [first] = smtp.messages
+    unknown_row = next(p for p, s in partner_statuses(settings).items() if "unknown whether it was delivered" in s)
+    for _ in range(2):  # later runs without a mailbox: never sent again, still unknown
+        clock.advance(hours=1)
+        run_jobs(world(settings, clock), ["outreach"])
+    assert recipients(smtp) == ["coach1@studio1.example", "coach2@studio2.example", "coach3@studio3.example"]
+    assert "unknown whether it was delivered" in partner_statuses(settings)[unknown_row]
+    config = config_for(tmp_path / "status.toml", settings)
+    assert main(["--config", str(config), "status"]) == 0
+    assert f"{unknown_row} outreach outreach_intro" in capsys.readouterr().out
+
+    imap.deliver(imap_user, first.raw, folder="Sent")  # the server copied what it took to the Sent folder
+    with_mailbox = make_settings(tmp_path, email={**email_section(smtp), "imap": imap_section(imap, imap_user)})
+    clock.advance(hours=1)
+    report = run_jobs(world(with_mailbox, clock), ["outreach"])
+    assert f"1 unknown-outcome email(s) found in the mailbox's sent mail, now recorded as sent: {unknown_row}" \
+        in report.summary()
+    assert len(smtp.messages) == 3  # settled, not sent again
+    assert partner_statuses(settings)[unknown_row].startswith("Intro sent 2026-11-27")
+    assert Ledger.in_state_dir(settings.state_dir).unknown() == []
+    log = open_backend(settings).read(["Log"])["Log"]
+    assert log is not None and sorted(str(log.get(r, "Row")) for r in log.rows) == ["P-0001", "P-0002", "P-0003"]
+    assert main(["--config", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "No unknown-outcome emails to resolve." in out
+    assert f"Settled automatically (found in the clinic's sent mail), the latest 1:\n  {unknown_row} outreach " \
+        "outreach_intro (settled 2026-11-27 12:00)" in out

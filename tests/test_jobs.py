@@ -7,7 +7,6 @@ from datetime import datetime, time
 from email.message import Message
 from pathlib import Path
 from typing import Any, Callable
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,11 +16,8 @@ from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import Staff, google_settings, make_settings, seed_sheet, world_for
-from tests.support.sixty_days import d, day0_rows
+from tests.support.sixty_days import EXPECTED, ROW_JOBS, TZ, d, day0_rows, staff_actions
 from tests.support.smtp_server import SmtpServer, email_section, parse_message
-
-TZ = ZoneInfo("America/Chicago")
-ROW_JOBS = ["outreach", "discharge", "referrals_in", "events"]
 
 
 def sheet_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer) -> Settings:
@@ -29,45 +25,6 @@ def sheet_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
     if backend == "google":
         return google_settings(tmp_path, request.getfixturevalue("emulator"), email=email)
     return make_settings(tmp_path, email=email)
-
-
-def staff_actions(staff: Staff) -> dict[int, Callable[[], None]]:
-    """What staff change by hand, on which day, before the jobs run."""
-    return {
-        1: lambda: staff.add("Referrals", Referral_ID="R-0006", Direction="In", Partner="Active Run Club",
-                             Patient_first_name="Sam", Consent="No", Referred_on=d(1).isoformat()),
-        3: lambda: staff.edit("Partners", "P-0002", Stage="Meeting", Meeting_date=d(10).isoformat()),
-        5: lambda: staff.edit("Referrals", "R-0006", First_visit=d(5).isoformat()),
-        9: lambda: staff.edit("Referrals", "R-0004", Consent="Yes"),
-        12: lambda: (staff.edit("Partners", "P-0002", Stage="Agreement"),
-                     staff.add("Referrals", Referral_ID="R-0005", Direction="In", Partner="P-0004",
-                               Patient_first_name="Quinn", Patient_last_name="Doe", Consent="Yes",
-                               Goal="Shoulder mobility", Referred_on=d(12).isoformat())),
-        15: lambda: staff.edit("Referrals", "R-0005", First_visit=d(15).isoformat()),
-        18: lambda: staff.add("Opt-outs", Email="cold@gym.example", Date=d(18).isoformat(), Reason="asked by phone"),
-        20: lambda: staff.edit("Referrals", "R-0003", Consent="Revoked"),
-        30: lambda: staff.edit("Referrals", "R-0005", Discharge_date=d(30).isoformat(), Visits=6),
-    }
-
-
-STAFF = "frontdesk@riverside-pt.example"
-EXPECTED = sorted([
-    (0, "outreach_intro", "cold@gym.example"),
-    (0, "outreach_warm_intro", "hello@warmyoga.example"),
-    (1, "referral_thanks", "run@club.example"),
-    (3, "meeting_confirmation", "hello@warmyoga.example"),
-    (7, "outreach_follow_up_1", "cold@gym.example"),
-    (8, "discharge_partner", "run@club.example"),
-    (8, "discharge_patient", "jordan@mail.example"),
-    (9, "discharge_partner", "run@club.example"),
-    (14, "partnership_welcome", "hello@warmyoga.example"),  # set on Saturday: held to Monday
-    (14, "referral_thanks", "run@club.example"),
-    (15, "referral_update", "run@club.example"),
-    (30, "referral_closed", "run@club.example"),
-    (37, "event_reminder", "run@club.example"),
-    (37, "event_reminder", STAFF),
-    (56, "event_reminder", STAFF),  # due Sunday: held to Monday
-])
 
 
 @pytest.mark.parametrize("backend", ["xlsx", "google"])

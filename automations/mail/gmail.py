@@ -26,10 +26,7 @@ import requests
 
 from automations.config import EmailSettings
 from automations.errors import MailError
-from automations.mail.inbound import InboundMessage, UnreadableMessage, parse_message
-from automations.mail.message import needs_smtputf8
-from automations.mail.oauth import GMAIL_READ, GMAIL_SEND, GoogleTokens, TokenSource
-from automations.mail.transport import (
+from automations.mail.handover import (
     AuthFailed,
     OutcomeUnknown,
     RecipientRefused,
@@ -38,6 +35,9 @@ from automations.mail.transport import (
     envelope,
     message_bytes,
 )
+from automations.mail.inbound import InboundMessage, UnreadableMessage, parse_message
+from automations.mail.message import needs_smtputf8
+from automations.mail.oauth import GMAIL_READ, GMAIL_SEND, GoogleTokens, TokenSource
 
 log = logging.getLogger("partnerloop")
 

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS bounces (to_hash TEXT PRIMARY KEY, bounced_on TEXT NO
 """
 
 
+FOUND_IN_MAILBOX = "found in the clinic's sent mail"  # the result of a send settled from the mailbox
+
+
 class Claim(StrEnum):
     """The answer to a claim: only CLAIMED lets the email go (and only CLAIMED is true)."""
 
@@ -175,6 +178,12 @@ class Ledger:
                 (state, result[:300], now.isoformat(), cells, json.dumps(log_row), key.job, key.row_id, key.step))
             if state == SendState.SENT:
                 self.db.execute("INSERT INTO deliveries (at, job) VALUES (?, ?)", (_utc(now), key.job))
+
+    def settled_from_mailbox(self, last: int = 10) -> list[SendRecord]:
+        """The latest unknown outcomes a run settled as sent because the clinic's sent mail held them."""
+        return [_record(row) for row in self.db.execute(
+            "SELECT * FROM sends WHERE state='sent' AND result=? ORDER BY settled_at DESC LIMIT ?",
+            (FOUND_IN_MAILBOX, last))]
 
     def keys(self, state: SendState, jobs: Sequence[str]) -> frozenset[SendKey]:
         """The keys of *jobs* in *state*: what jobs may know of the ledger (delivered, or to go out again)."""

@@ -7,9 +7,12 @@ the job tests use the same rows where they check one job's decision on one of th
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 DAY0 = date(2026, 11, 2)  # a Monday
+TZ = ZoneInfo("America/Chicago")
+ROW_JOBS = ["outreach", "discharge", "referrals_in", "events"]
 
 
 def d(n: int) -> date:
@@ -47,3 +50,42 @@ def day0_rows() -> dict[str, list[dict[str, Any]]]:
          "Location": "Clinic"},
     ]
     return {"partners": partners, "referrals": referrals, "events": events}
+
+
+def staff_actions(staff: Any) -> dict[int, Callable[[], None]]:
+    """What staff change by hand, on which day, before the jobs run."""
+    return {
+        1: lambda: staff.add("Referrals", Referral_ID="R-0006", Direction="In", Partner="Active Run Club",
+                             Patient_first_name="Sam", Consent="No", Referred_on=d(1).isoformat()),
+        3: lambda: staff.edit("Partners", "P-0002", Stage="Meeting", Meeting_date=d(10).isoformat()),
+        5: lambda: staff.edit("Referrals", "R-0006", First_visit=d(5).isoformat()),
+        9: lambda: staff.edit("Referrals", "R-0004", Consent="Yes"),
+        12: lambda: (staff.edit("Partners", "P-0002", Stage="Agreement"),
+                     staff.add("Referrals", Referral_ID="R-0005", Direction="In", Partner="P-0004",
+                               Patient_first_name="Quinn", Patient_last_name="Doe", Consent="Yes",
+                               Goal="Shoulder mobility", Referred_on=d(12).isoformat())),
+        15: lambda: staff.edit("Referrals", "R-0005", First_visit=d(15).isoformat()),
+        18: lambda: staff.add("Opt-outs", Email="cold@gym.example", Date=d(18).isoformat(), Reason="asked by phone"),
+        20: lambda: staff.edit("Referrals", "R-0003", Consent="Revoked"),
+        30: lambda: staff.edit("Referrals", "R-0005", Discharge_date=d(30).isoformat(), Visits=6),
+    }
+
+
+STAFF = "frontdesk@riverside-pt.example"
+EXPECTED = sorted([
+    (0, "outreach_intro", "cold@gym.example"),
+    (0, "outreach_warm_intro", "hello@warmyoga.example"),
+    (1, "referral_thanks", "run@club.example"),
+    (3, "meeting_confirmation", "hello@warmyoga.example"),
+    (7, "outreach_follow_up_1", "cold@gym.example"),
+    (8, "discharge_partner", "run@club.example"),
+    (8, "discharge_patient", "jordan@mail.example"),
+    (9, "discharge_partner", "run@club.example"),
+    (14, "partnership_welcome", "hello@warmyoga.example"),  # set on Saturday: held to Monday
+    (14, "referral_thanks", "run@club.example"),
+    (15, "referral_update", "run@club.example"),
+    (30, "referral_closed", "run@club.example"),
+    (37, "event_reminder", "run@club.example"),
+    (37, "event_reminder", STAFF),
+    (56, "event_reminder", STAFF),  # due Sunday: held to Monday
+])
