@@ -47,8 +47,14 @@ def one_line(value: Any) -> str:
     return re.sub(r"[\r\n\t\v\f\x85\u2028\u2029]+", " ", text(value)).strip()
 
 
-def parse_date(value: Any, column: str) -> date | None:
-    """A date from a real date cell, a serial number, or typed text (11/27/2026, 2026-11-27, Nov 27 2026)."""
+DATE_ORDERS = {"MDY": (False, False), "DMY": (True, False), "YMD": (False, True)}  # dayfirst, yearfirst
+
+
+def parse_date(value: Any, column: str, order: str = "MDY") -> date | None:
+    """A date from a real date cell, a serial number, or typed text (11/27/2026, 2026-11-27, Nov 27 2026).
+
+    *order* (`[sheet] date_order`: MDY, DMY or YMD) says how text like 03/12/2026 is read.
+    """
     if is_blank(value):
         return None
     if isinstance(value, datetime):
@@ -64,9 +70,11 @@ def parse_date(value: Any, column: str) -> date | None:
         raise CellError(f"{column} holds a formula; type the date itself, like 2026-11-27")
     if re.fullmatch(r"\d+(\.\d+)?", raw):
         return parse_date(float(raw), column)
+    dayfirst, yearfirst = DATE_ORDERS[order]
     try:
-        # Month first for 11/27/2026: the clinic's sheets are written US style; ISO always wins.
-        parsed = dateparser.parse(raw, dayfirst=False, yearfirst=bool(re.match(r"\d{4}", raw)), fuzzy=False,
+        # The clinic's order for 03/12/2026; ISO (2026-03-12) always reads year, month, day.
+        parsed = dateparser.parse(raw, dayfirst=dayfirst and not re.match(r"\d{4}", raw),
+                                  yearfirst=yearfirst or bool(re.match(r"\d{4}", raw)), fuzzy=False,
                                   default=datetime(2000, 1, 1))
     except (ValueError, OverflowError):
         raise CellError(f"{column} {raw[:40]!r} is not a date; write it like 2026-11-27") from None

@@ -156,6 +156,7 @@ class Book:
     new_ids: list[RowWrite] = field(default_factory=list)
     tables: dict[str, Table] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
+    date_order: str = "MDY"
 
     def blocked(self, address: str | None) -> bool:
         """True when nothing may be sent to *address* (opted out, or a partner marked Do not email)."""
@@ -193,12 +194,13 @@ def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_K
             named = ", ".join(repr(m) for m in missing)
             what = f"column {named} is" if len(missing) == 1 else f"columns {named} are"
             raise SheetLayoutError(f"{title}: {what} missing; run `partnerloop init` to add {'it' if len(missing) == 1 else 'them'}")
-    return parse_book({key: table for key, title in titles.items() if (table := tables[title]) is not None}, titles)
+    return parse_book({key: table for key, title in titles.items() if (table := tables[title]) is not None}, titles,
+                      settings.sheet.date_order)
 
 
-def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str]) -> Book:
-    """Parse tables (keyed by tab key) into a Book; pure, no I/O."""
-    book = Book(tables=dict(tables), titles=dict(titles))
+def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_order: str = "MDY") -> Book:
+    """Parse tables (keyed by tab key) into a Book; pure, no I/O. *date_order* reads dates typed as text."""
+    book = Book(tables=dict(tables), titles=dict(titles), date_order=date_order)
     if "optouts" in tables:
         book.opted_out = frozenset(_optouts(tables["optouts"], book))
     if "partners" in tables:
@@ -243,7 +245,7 @@ def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
         else:
             seen[row_id] = row.number
         ref = RowRef(table.title, row_id, row.number, match, new=match is not None and not problems)
-        values = {c.name: _cell(table, row, c, problems) for c in spec.columns if c.name != id_col}
+        values = {c.name: _cell(table, row, c, problems, book.date_order) for c in spec.columns if c.name != id_col}
         parsed.append(_Parsed(ref, values, problems))
     return parsed
 
@@ -253,13 +255,13 @@ def _id_number(row_id: str, prefix: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _cell(table: Table, row: SheetRow, column: Column, problems: list[str]) -> Any:
+def _cell(table: Table, row: SheetRow, column: Column, problems: list[str], date_order: str = "MDY") -> Any:
     raw = table.get(row, column.name)
     try:
         if column.required and cells.is_blank(raw):
             raise CellError(f"{column.name} is empty; it is required")
         if column.kind == "date":
-            return cells.parse_date(raw, column.name)
+            return cells.parse_date(raw, column.name, date_order)
         if column.kind == "email":
             return cells.parse_email(raw, column.name)
         if column.kind == "choice":
