@@ -108,18 +108,20 @@ def parse_choice(value: Any, column: str, choices: tuple[str, ...]) -> str | Non
     return _refuse(f"{column} is {text(value)[:40]!r}; use {listed}")
 
 
-def parse_yes(value: Any, column: str) -> bool:
-    """Yes/blank columns: True for Yes (also TRUE, Y, X), False for blank or No."""
+def parse_flag(value: Any) -> bool:
+    """A flag such as Do not email: anything but blank or No counts as Yes ("Yes - asked by phone")."""
     if is_blank(value) or value is False:
         return False
-    if value is True:
-        return True
-    word = text(value).lower()
-    if word in ("yes", "y", "true", "x", "1"):
-        return True
-    if word in ("no", "n", "false", "0"):
-        return False
-    return _refuse(f"{column} is {text(value)[:40]!r}; use Yes or leave it blank")
+    return text(value).strip().lower() not in ("no", "n", "false", "0")
+
+
+ADDRESS = re.compile(r"[^\s<>,;:\"'()\[\]]+@[^\s<>,;:\"'()\[\]?/]+")
+
+
+def addresses_in(value: Any) -> list[str]:
+    """Every address a cell names, in any form, lower-cased: "Name <a@b.c>", "mailto:a@b.c", lists, "a@b.c."."""
+    found = (match.strip(".!?-_") for match in ADDRESS.findall(text(value).replace("%40", "@")))
+    return list(dict.fromkeys(address.lower() for address in found if "@" in address.strip("@")))
 
 
 def parse_int(value: Any, column: str) -> int | None:

@@ -267,7 +267,7 @@ def _cell(table: Table, row: SheetRow, column: Column, problems: list[str], date
         if column.kind == "choice":
             return cells.parse_choice(raw, column.name, column.choices) or ""
         if column.kind == "yes":
-            return cells.parse_yes(raw, column.name)
+            return cells.parse_flag(raw)
         if column.kind == "int":
             return cells.parse_int(raw, column.name)
         value = cells.one_line(raw)
@@ -340,17 +340,16 @@ def _event(p: _Parsed, index: Mapping[str, Partner]) -> Event:
 
 
 def _optouts(table: Table, book: Book) -> set[str]:
-    addresses = set()
+    """Every address any Opt-outs cell names, in whatever form staff typed it."""
+    addresses: set[str] = set()
     for row in table.rows:
         raw = table.get(row, "Email")
-        try:
-            address = cells.parse_email(raw, "Email")
-        except CellError as exc:
+        named = cells.addresses_in(raw)
+        addresses.update(named)
+        if not named and not cells.is_blank(raw):
             # An unreadable opt-out still blocks what it plainly names: safer to send nothing.
             addresses.add(cells.text(raw).strip().lower())
             ref = RowRef(table.title, f"row {row.number}", row.number, fingerprint(row.values))
-            book.problems.append(Problem(ref, str(exc)))
-            continue
-        if address:
-            addresses.add(address.lower())
+            book.problems.append(Problem(ref, f"Email {cells.text(raw)[:60]!r} names no address; "
+                                              "write the address that asked to stop, like name@example.com"))
     return addresses

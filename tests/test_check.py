@@ -29,7 +29,6 @@ BAD_PARTNERS = [
     (["P-0005", "Bad Kind", "Wizard", "Di", "di@x.example", "Prospect"], "Kind is 'Wizard'; use Personal trainer"),
     (["P-0006", "", "Other", "Ed", "ed@x.example", "Prospect"], "Business is empty; it is required"),
     (["P-0007", "Bad Meeting", "Other", "Fa", "fa@x.example", "Meeting", "next tuesday"], "Meeting date 'next tuesday' is not a date"),
-    (["P-0008", "Bad DNE", "Other", "Gi", "gi@x.example", "Prospect", "", "perhaps"], "Do not email is 'perhaps'; use Yes"),
     (["P-0001", "Duplicate ID Gym", "Other", "Hu", "hu@x.example", "Prospect"], "duplicate Partner ID P-0001, also on row 2"),
     (["P-0009", '=HYPERLINK("http://x","y")', "Other", "Io", "io@x.example", "Prospect"], "Business holds a formula"),
     (["P-0010", "No Year Gym", "Other", "Jo", "jo@x.example", "Meeting", "Nov 27"], "Meeting date 'Nov 27' has no year"),
@@ -84,7 +83,7 @@ def test_bad_rows_each_get_one_clear_message_and_a_status(
     assert "Referrals R-0004: Patient email (value hidden) is not a valid address; see the row's Automation status" \
         in problems
     assert len(problems) == len(BAD_PARTNERS) + len(BAD_REFERRALS)
-    assert "check: 22 problem(s)" in out[-1]
+    assert "check: 21 problem(s)" in out[-1]
 
     by_id = {p.business: p.status for p in book.partners}
     assert by_id["Good Gym"] == ""

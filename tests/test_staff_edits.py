@@ -1,0 +1,128 @@
+"""The sheet as staff really edit it (issue 13): free text in flag cells, opt-outs in every form,
+loose or ambiguous Partner references. Each scenario runs the real jobs on an xlsx workbook with the
+outbox transport and asserts what was (not) sent and what the rows say."""
+
+from __future__ import annotations
+
+import email
+from datetime import date, datetime, time, timedelta
+from email.message import Message
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from automations.check import init_sheet
+from automations.config import Settings
+from automations.executor import World, run_jobs
+from automations.mail.ledger import Ledger
+from automations.model import Book, read_book
+from automations.sheets import open_backend
+from tests.conftest import make_settings
+
+TZ = ZoneInfo("America/Chicago")
+TODAY = date(2026, 11, 23)  # a Monday
+STAFF = "frontdesk@riverside-pt.example"
+
+
+def d(days: int) -> date:
+    return TODAY + timedelta(days=days)
+
+
+def sheet(tmp_path: Path, partners: list[dict[str, Any]], referrals: list[dict[str, Any]] = (),  # type: ignore[assignment]
+          events: list[dict[str, Any]] = (), optouts: list[dict[str, Any]] = ()) -> Settings:  # type: ignore[assignment]
+    """An xlsx workbook holding these rows, and settings that send to an outbox folder."""
+    settings = make_settings(tmp_path)
+    init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": list(referrals),
+                                                  "events": list(events), "optouts": list(optouts)})
+    return settings
+
+
+def run(settings: Settings, *jobs: str) -> list[Message]:
+    """Run *jobs* at 09:00 today; the emails that went out (parsed from the outbox)."""
+    now = datetime.combine(TODAY, time(9, 0), TZ)
+    world = World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
+                  clock=lambda: now)
+    run_jobs(world, list(jobs))
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(settings.email.outbox_dir.glob("*.eml"))]
+
+
+def recipients(messages: list[Message]) -> list[str]:
+    return sorted(a.lower() for m in messages for _, a in getaddresses(m.get_all("To", [])))
+
+
+def book_of(settings: Settings) -> Book:
+    return read_book(open_backend(settings), settings)
+
+
+def active(pid: str, business: str, address: str, **cells: Any) -> dict[str, Any]:
+    return {"Partner ID": pid, "Business": business, "Contact name": "Leo Martins", "Email": address,
+            "Stage": "Active", "Perk": "a free class", **cells}
+
+
+def test_do_not_email_with_free_text_blocks_discharge_updates_and_reminders(tmp_path: Path) -> None:
+    settings = sheet(
+        tmp_path,
+        partners=[active("P-0001", "Body Works", "coach@bodyworks.example",
+                         **{"Do not email": "Yes - asked by phone 11/20"})],
+        referrals=[
+            {"Referral ID": "R-0001", "Direction": "Out", "Partner": "Body Works", "Patient first name": "Jordan",
+             "Consent": "Yes", "Consent expires": d(200), "Discharge date": d(-1)},
+            {"Referral ID": "R-0002", "Direction": "In", "Partner": "P-0001", "Patient first name": "Sam",
+             "Consent": "Yes", "Referred on": d(-10), "Thanks sent": d(-9), "First visit": d(-2)},
+        ],
+        events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2), "Partner": "Body Works",
+                 "Kind": "Open house"}],
+    )
+    sent = run(settings, "discharge", "referrals_in", "events")
+    assert recipients(sent) == [STAFF]  # the staff reminder only
+    book = book_of(settings)
+    statuses = {row.id: row.status for row in book.rows()}
+    assert statuses["R-0001"] == "Not sent: Body Works cannot be emailed (no Email, Do not email, or opted out)"
+    assert statuses["R-0002"] == "Not sent: Body Works cannot be emailed (no Email, Do not email, or opted out)"
+    assert statuses["E-0001"].startswith("Partner reminder not sent: Body Works cannot be emailed")
+    assert not [p for p in book.problems if "Do not email" in p.message]  # a flag, not a problem
+
+
+def test_do_not_email_no_and_blank_let_email_through(tmp_path: Path) -> None:
+    settings = sheet(
+        tmp_path,
+        partners=[active("P-0001", "Body Works", "coach@bodyworks.example", **{"Do not email": "No"}),
+                  active("P-0002", "Run Club", "run@club.example")],
+        referrals=[{"Referral ID": f"R-000{n}", "Direction": "In", "Partner": pid, "Patient first name": "Sam",
+                    "Referred on": d(-1)} for n, pid in ((1, "P-0001"), (2, "P-0002"))],
+    )
+    assert recipients(run(settings, "referrals_in")) == ["coach@bodyworks.example", "run@club.example"]
+
+
+OPTED_OUT = {
+    "Leo Martins <Coach@One.example>": ["coach@one.example"],
+    "mailto:two@two.example": ["two@two.example"],
+    "three@three.example, leo@three.example": ["three@three.example", "leo@three.example"],
+    "four@four.example; amy@four.example": ["four@four.example", "amy@four.example"],
+    "five@five.example.": ["five@five.example"],
+    "<six@six.example>": ["six@six.example"],
+    "SEVEN@Seven.Example": ["seven@seven.example"],
+}
+
+
+def test_an_opt_out_in_any_form_blocks_every_address_it_names(tmp_path: Path) -> None:
+    addresses = [a for named in OPTED_OUT.values() for a in named] + ["open@eight.example"]
+    partners = [{"Partner ID": f"P-{n:04d}", "Business": f"Gym {n}", "Email": address, "Stage": "Prospect"}
+                for n, address in enumerate(addresses, start=1)]
+    settings = sheet(tmp_path, partners=partners, optouts=[{"Email": cell, "Reason": "asked"} for cell in OPTED_OUT])
+    assert recipients(run(settings, "outreach")) == ["open@eight.example"]
+    book = book_of(settings)
+    assert {p.status for p in book.partners if p.email != "open@eight.example"} == {
+        "Not emailed: the address is on Opt-outs"}
+    assert not [p for p in book.problems if p.ref.tab == "Opt-outs"]
+
+
+def test_an_opt_out_cell_naming_no_address_is_a_problem_but_still_blocks_its_text(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, partners=[active("P-0001", "Body Works", "coach@bodyworks.example")],
+                     optouts=[{"Email": "Leo from Body Works"}])
+    book = book_of(settings)
+    assert [(p.ref.tab, p.ref.number, p.message) for p in book.problems] == [
+        ("Opt-outs", 2, "Email 'Leo from Body Works' names no address; write the address that asked to stop, "
+                        "like name@example.com")]
+    assert book.blocked("leo from body works") and not book.blocked("coach@bodyworks.example")
