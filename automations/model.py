@@ -204,8 +204,10 @@ def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_orde
     if "optouts" in tables:
         book.opted_out = frozenset(_optouts(tables["optouts"], book))
     if "partners" in tables:
-        book.partners = [_partner(r) for r in _rows(tables["partners"], PARTNERS, book)]
-    index = _partner_index(book.partners)
+        parsed = _rows(tables["partners"], PARTNERS, book)
+        _flag_shared_business(parsed)
+        book.partners = [_partner(r) for r in parsed]
+    index = PartnerIndex(book.partners)
     if "referrals" in tables:
         book.referrals = [_referral(r, index) for r in _rows(tables["referrals"], REFERRALS, book)]
     if "events" in tables:
@@ -294,27 +296,63 @@ def _partner(p: _Parsed) -> Partner:
     )
 
 
-def _partner_index(partners: list[Partner]) -> dict[str, Partner]:
-    index: dict[str, Partner] = {}
-    for partner in partners:
-        if partner.ref.match is None or partner.ref.row_id not in index:
-            index.setdefault(partner.id.lower(), partner)
-        index.setdefault(cells.normalise_header(partner.business), partner)
-    return index
+def _flag_shared_business(partners: list[_Parsed]) -> None:
+    """Two rows with one Business: both get a problem, since a Partner cell naming it cannot tell them apart."""
+    rows: dict[str, list[_Parsed]] = {}
+    for p in partners:
+        if p.values["Business"]:
+            rows.setdefault(p.values["Business"].strip().casefold(), []).append(p)
+    for same in rows.values():
+        for p in same if len(same) > 1 else ():
+            others = ", ".join(o.ref.label for o in same if o is not p)
+            p.problems.append(f"Business {p.values['Business'][:40]!r} is also on {others}; give each partner "
+                              "its own Business name, or delete the duplicate row")
 
 
-def _resolve(text: str, index: Mapping[str, Partner], problems: list[str], column: str) -> Partner | None:
-    if not text:
+def _squashed(text: str) -> str:
+    """Text with case, spaces and punctuation removed: "Body Works" and "BodyWorks" look alike."""
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+class PartnerIndex:
+    """Finds the partner a Referral or Event `Partner` cell names: exactly one Business or Partner ID."""
+
+    def __init__(self, partners: Sequence[Partner]) -> None:
+        self.exact: dict[str, list[Partner]] = {}
+        self.loose: dict[str, list[Partner]] = {}
+        for partner in partners:
+            keys = {partner.id.strip().casefold(), partner.business.strip().casefold()} - {""}
+            for key in keys:
+                self.exact.setdefault(key, []).append(partner)
+            for key in {_squashed(k) for k in keys} - {""}:
+                self.loose.setdefault(key, []).append(partner)
+
+    def resolve(self, text: str, problems: list[str], column: str) -> Partner | None:
+        """The one partner *text* names exactly; otherwise None and a problem naming the candidate rows."""
+        if not text:
+            return None
+        exact = self.exact.get(text.strip().casefold(), [])
+        if len(exact) == 1:
+            return exact[0]
+        quoted = f"{column} {text[:40]!r}"
+        if exact:
+            problems.append(f"{quoted} fits several rows on Partners ({_labels(exact)}); write the Partner ID "
+                            "of the one you mean")
+        elif near := self.loose.get(_squashed(text), []):
+            problems.append(f"{quoted} is not exactly a Business or Partner ID; did you mean "
+                            f"{_labels(near)}? Write the Business exactly as on Partners, or the Partner ID")
+        else:
+            problems.append(f"{quoted} is not a Business or Partner ID on the Partners tab")
         return None
-    partner = index.get(text.lower()) or index.get(cells.normalise_header(text))
-    if partner is None:
-        problems.append(f"{column} {text[:40]!r} is not a Business or Partner ID on the Partners tab")
-    return partner
 
 
-def _referral(p: _Parsed, index: Mapping[str, Partner]) -> Referral:
+def _labels(partners: Sequence[Partner]) -> str:
+    return ", ".join(f"{p.ref.label} ({p.business[:40]})" for p in partners)
+
+
+def _referral(p: _Parsed, index: PartnerIndex) -> Referral:
     v = p.values
-    partner = _resolve(v["Partner"], index, p.problems, "Partner")
+    partner = index.resolve(v["Partner"], p.problems, "Partner")
     if v["Consent expires"] and v["Consent"] != "Yes" and not v["Consent"]:
         p.problems.append("Consent expires is set but Consent is empty; write Yes, No or Revoked")
     return Referral(
@@ -329,9 +367,9 @@ def _referral(p: _Parsed, index: Mapping[str, Partner]) -> Referral:
     )
 
 
-def _event(p: _Parsed, index: Mapping[str, Partner]) -> Event:
+def _event(p: _Parsed, index: PartnerIndex) -> Event:
     v = p.values
-    partner = _resolve(v["Partner"], index, p.problems, "Partner")
+    partner = index.resolve(v["Partner"], p.problems, "Partner")
     return Event(
         ref=p.ref, name=v["Event"], date=v["Date"], partner_text=v["Partner"], partner=partner, kind=v["Kind"],
         location=v["Location"], attendees=v["Attendees"], new_patients=v["New patients"], notes=v["Notes"],

@@ -36,16 +36,16 @@ BAD_PARTNERS = [
 ]
 BAD_REFERRALS = [
     (["R-0001", "Out", "Nobody Gym", "Pat", "pat@mail.example", "Yes", "2026-11-01"], "Partner 'Nobody Gym' is not a Business"),
-    (["R-0002", "Sideways", "P-0001", "Lee", "", "Yes"], "Direction is 'Sideways'; use Out or In"),
-    (["R-0003", "Out", "P-0001", "", "", "Yes"], "Patient first name is empty; it is required"),
-    (["R-0004", "Out", "P-0001", "Max", "max@", "Yes"], "Patient email 'max@' is not a valid address"),
-    (["R-0005", "Out", "P-0001", "Noa", "", "maybe"], "Consent is 'maybe'; use Yes, No or Revoked"),
-    (["R-0006", "Out", "P-0001", "Oli", "", "Yes", "31/31/2026"], "Discharge date '31/31/2026' is not a date"),
-    (["R-0007", "In", "P-0001", "Pia", "", "Yes", "", "three"], "Visits is 'three'; write a whole number"),
-    (["R-0008", "", "P-0001", "Quinn", "", "Yes"], "Direction is empty; it is required"),
+    (["R-0002", "Sideways", "Good Gym", "Lee", "", "Yes"], "Direction is 'Sideways'; use Out or In"),
+    (["R-0003", "Out", "Good Gym", "", "", "Yes"], "Patient first name is empty; it is required"),
+    (["R-0004", "Out", "Good Gym", "Max", "max@", "Yes"], "Patient email 'max@' is not a valid address"),
+    (["R-0005", "Out", "Good Gym", "Noa", "", "maybe"], "Consent is 'maybe'; use Yes, No or Revoked"),
+    (["R-0006", "Out", "Good Gym", "Oli", "", "Yes", "31/31/2026"], "Discharge date '31/31/2026' is not a date"),
+    (["R-0007", "In", "Good Gym", "Pia", "", "Yes", "", "three"], "Visits is 'three'; write a whole number"),
+    (["R-0008", "", "Good Gym", "Quinn", "", "Yes"], "Direction is empty; it is required"),
     (["R-0009", "In", "", "Ray", "", "Yes"], "Partner is empty; it is required"),
-    (["R-0010", "Out", "P-0001", "Sol", "", "Yes", "=TODAY()"], "Discharge date holds a formula"),
-    (["R-0011", "Out", "P-0001", "Tam", "", "Yes", "2026-02-30"], "Discharge date '2026-02-30' is not a date"),
+    (["R-0010", "Out", "Good Gym", "Sol", "", "Yes", "=TODAY()"], "Discharge date holds a formula"),
+    (["R-0011", "Out", "Good Gym", "Tam", "", "Yes", "2026-02-30"], "Discharge date '2026-02-30' is not a date"),
 ]
 
 

@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from automations.check import init_sheet
+from automations.cli import main
 from automations.config import Settings
 from automations.executor import World, run_jobs
 from automations.mail.ledger import Ledger
 from automations.model import Book, read_book
 from automations.sheets import open_backend
 from tests.conftest import make_settings
+from tests.support.configs import config_for
 
 TZ = ZoneInfo("America/Chicago")
 TODAY = date(2026, 11, 23)  # a Monday
@@ -126,3 +130,68 @@ def test_an_opt_out_cell_naming_no_address_is_a_problem_but_still_blocks_its_tex
         ("Opt-outs", 2, "Email 'Leo from Body Works' names no address; write the address that asked to stop, "
                         "like name@example.com")]
     assert book.blocked("leo from body works") and not book.blocked("coach@bodyworks.example")
+
+
+def discharged(rid: str, partner: str, first_name: str) -> dict[str, Any]:
+    return {"Referral ID": rid, "Direction": "Out", "Partner": partner, "Patient first name": first_name,
+            "Goal": "Back to running 5k", "Consent": "Yes", "Consent expires": d(200), "Discharge date": d(-1)}
+
+
+def bodies_to(messages: list[Message], address: str) -> str:
+    return "\n".join(str(part.get_payload(decode=True), "utf-8") for m in messages
+                     if address in recipients([m]) for part in m.walk() if part.get_content_type() == "text/plain")
+
+
+def test_a_partner_reference_goes_to_the_exact_business_not_a_look_alike(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, partners=[active("P-0001", "Body Works", "hello@body-works.example"),
+                                         active("P-0002", "BodyWorks", "team@bodyworks.example")],
+                     referrals=[discharged("R-0001", "BodyWorks", "Jordan")])
+    sent = run(settings, "discharge")
+    assert recipients(sent) == ["team@bodyworks.example"]
+    assert "Jordan" in bodies_to(sent, "team@bodyworks.example")
+
+
+@pytest.mark.parametrize("written", ["BodyWorks", "Body-Works", "body  works", "P0001"])
+def test_a_loose_partner_reference_sends_nothing_and_names_the_row(tmp_path: Path, written: str) -> None:
+    settings = sheet(tmp_path, partners=[active("P-0001", "Body Works", "hello@body-works.example")],
+                     referrals=[discharged("R-0001", written, "Jordan")],
+                     events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2), "Partner": written}])
+    sent = run(settings, "discharge", "events")
+    assert recipients(sent) == []
+    statuses = {row.id: row.status for row in book_of(settings).rows()}
+    for row_id in ("R-0001", "E-0001"):
+        assert statuses[row_id] == (
+            f"Needs attention: Partner {written!r} is not exactly a Business or Partner ID; did you mean "
+            "P-0001 (Body Works)? Write the Business exactly as on Partners, or the Partner ID")
+
+
+def test_trimmed_and_case_folded_references_still_match(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, partners=[active("P-0001", "Body Works", "hello@body-works.example")],
+                     referrals=[discharged("R-0001", "  body works ", "Jordan"), discharged("R-0002", "p-0001", "Avery")])
+    assert recipients(run(settings, "discharge")) == ["hello@body-works.example"] * 2
+
+
+def test_two_rows_with_one_business_are_reported_and_a_reference_to_it_sends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = sheet(tmp_path, partners=[active("P-0003", "Anytime Fitness", "north@anytime.example"),
+                                         active("P-0004", "Anytime Fitness", "south@anytime.example")],
+                     referrals=[discharged("R-0001", "Anytime Fitness", "Jordan"),
+                                discharged("R-0002", "P-0004", "Avery")])
+    sent = run(settings, "discharge")
+    assert recipients(sent) == ["south@anytime.example"]  # the Partner ID is exact
+    assert "Jordan" not in bodies_to(sent, "south@anytime.example")
+    book = book_of(settings)
+    assert book.referrals[0].status == (
+        "Needs attention: Partner 'Anytime Fitness' fits several rows on Partners (P-0003 (Anytime Fitness), "
+        "P-0004 (Anytime Fitness)); write the Partner ID of the one you mean")
+
+    config = config_for(tmp_path / "settings.toml", settings)
+    assert main(["--config", str(config), "check", "--now", TODAY.isoformat()]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "Partners P-0003: Business 'Anytime Fitness' is also on P-0004; give each partner its own Business " \
+           "name, or delete the duplicate row" in out
+    assert "Partners P-0004: Business 'Anytime Fitness' is also on P-0003; give each partner its own Business " \
+           "name, or delete the duplicate row" in out
+    assert "Referrals R-0001: Partner (value hidden) fits several rows on Partners (P-0003 (Anytime Fitness), " \
+           "P-0004 (Anytime Fitness)); write the Partner ID of the one you mean; see the row's Automation status" in out
