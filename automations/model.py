@@ -8,6 +8,7 @@ the ID is missing (a new one is assigned) or duplicated.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from automations import cells
 from automations.config import Settings
 from automations.errors import CellError, SheetLayoutError
-from automations.schema import EVENTS, PARTNERS, REFERRALS, TABS, Column, TabSpec
+from automations.schema import EVENTS, JOB_COLUMNS, PARTNERS, REFERRALS, TABS, Column, TabSpec, base_columns
 from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint
 
 Day = date  # Event has a field named `date`; annotations inside it use this name
@@ -157,6 +158,7 @@ class Book:
     tables: dict[str, Table] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
     date_order: str = "MDY"
+    layout: list[str] = field(default_factory=list)  # missing tabs and columns (see layout_problems)
 
     def blocked(self, address: str | None) -> bool:
         """True when nothing may be sent to *address* (opted out, or a partner marked Do not email)."""
@@ -179,23 +181,75 @@ class Book:
 READ_KEYS = ("partners", "referrals", "events", "optouts")
 
 
-def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_KEYS) -> Book:
-    """Read the tabs in one request and parse them; a missing tab or column raises SheetLayoutError."""
+def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_KEYS, *,
+              jobs: Sequence[str] = (), strict: bool = True) -> Book:
+    """Read the tabs in one request and parse them.
+
+    A missing tab or column (see `layout_problems`, for *jobs*) raises SheetLayoutError when
+    *strict*; otherwise the lines are in `Book.layout` and a missing tab reads as empty (`check`).
+    """
     titles = {key: settings.sheet.title(key) for key in keys}
-    tables = backend.read(list(titles.values()))
-    for title in titles.values():
-        if tables.get(title) is None:
-            raise SheetLayoutError(f"{title}: tab is missing; run `partnerloop init` to add it")
-    for key, title in titles.items():
-        spec = TABS[key]
-        wanted = [c.name for c in spec.columns if c.required or c.auto or c.name == spec.id_column]
-        missing = tables[title].missing(wanted)  # type: ignore[union-attr]
-        if missing:
-            named = ", ".join(repr(m) for m in missing)
-            what = f"column {named} is" if len(missing) == 1 else f"columns {named} are"
-            raise SheetLayoutError(f"{title}: {what} missing; run `partnerloop init` to add {'it' if len(missing) == 1 else 'them'}")
-    return parse_book({key: table for key, title in titles.items() if (table := tables[title]) is not None}, titles,
+    read = backend.read(list(titles.values()))
+    tables = {key: read.get(title) for key, title in titles.items()}
+    workbook_tabs = backend.tab_titles() if None in tables.values() else ()
+    problems = layout_problems(tables, titles, jobs, workbook_tabs)
+    if problems and strict:
+        raise SheetLayoutError("; ".join(problems))
+    book = parse_book({key: table for key, table in tables.items() if table is not None}, titles,
                       settings.sheet.date_order)
+    book.layout = problems
+    return book
+
+
+def require_layout(book: Book, jobs: Sequence[str]) -> None:
+    """Raise SheetLayoutError when a tab lacks a column one of *jobs* decides by: nothing is sent."""
+    problems = layout_problems(book.tables, book.titles, jobs)
+    if problems:
+        raise SheetLayoutError("; ".join(problems))
+
+
+def layout_problems(tables: Mapping[str, Table | None], titles: Mapping[str, str], jobs: Sequence[str] = (),
+                    workbook_tabs: Sequence[str] = ()) -> list[str]:
+    """One line per missing tab or column the read tabs and *jobs* need, each with its fix; pure.
+
+    *tables* and *titles* are keyed by tab key; *workbook_tabs* lists every tab title in the
+    spreadsheet (to name a renamed tab). A column is named by its near-match header when one exists.
+    """
+    problems: list[str] = []
+    in_use = any(table is not None and table.rows for table in tables.values())
+    for key, table in tables.items():
+        title = titles.get(key, TABS[key].title)
+        if table is None:
+            problems.append(_missing_tab(key, title, in_use, [t for t in workbook_tabs if t not in titles.values()]))
+            continue
+        needed: dict[str, list[str]] = {name: [] for name in base_columns(TABS[key])}
+        for job in jobs:
+            for name in JOB_COLUMNS.get(job, {}).get(key, ()):
+                needed.setdefault(name, []).append(job)
+        problems += [_missing_column(table, TABS[key], name, by) for name, by in needed.items() if not table.has(name)]
+    return problems
+
+
+def _missing_tab(key: str, title: str, in_use: bool, others: Sequence[str]) -> str:
+    near = difflib.get_close_matches(title.casefold(), [t.casefold() for t in others], n=1, cutoff=0.6)
+    actual = next((t for t in others if near and t.casefold() == near[0]), None)
+    if actual is not None:
+        return (f"{title} tab not found (is it {actual!r}?); rename it back to {title}, or set "
+                f"[sheet.tabs] {key} = \"{actual}\"")
+    if in_use:
+        return f"{title} tab not found; rename it back, or set [sheet.tabs] {key} = \"<actual name>\""
+    return f"{title} tab not found; run `partnerloop init` to add it"
+
+
+def _missing_column(table: Table, spec: TabSpec, name: str, jobs: Sequence[str]) -> str:
+    why = f" ({', '.join(jobs)} decide{'s' if len(jobs) == 1 else ''} by it)" if jobs else ""
+    known = {cells.normalise_header(c.name) for c in spec.columns}
+    staff_headers = [h for h in table.header if h.strip() and cells.normalise_header(h) not in known]
+    near = difflib.get_close_matches(_squashed(name), [_squashed(h) for h in staff_headers], n=1, cutoff=0.8)
+    header = next((h for h in staff_headers if near and _squashed(h) == near[0]), None)
+    if header is not None:
+        return f"{table.title}: column {name} not found{why}; is it {header!r}? Rename it back to {name}"
+    return f"{table.title}: column {name} not found{why}; add the column (`partnerloop init` adds it)"
 
 
 def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_order: str = "MDY") -> Book:

@@ -109,13 +109,13 @@ def test_fixed_rows_get_their_problem_status_cleared(tmp_path: Path, staff_for: 
     assert capsys.readouterr().out.splitlines()[-1] == "check: 1 row(s), no problems"
 
 
-def test_missing_tab_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: Callable[[Settings], Staff],
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_tab_in_a_new_sheet_names_it_and_init_as_the_fix(
+    tmp_path: Path, staff_for: Callable[[Settings], Staff], capsys: pytest.CaptureFixture[str],
+) -> None:
     settings = make_settings(tmp_path)
     staff_for(settings).replace("Partners", [PARTNERS_HEADER])
-    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "partnerloop check: Referrals: tab is missing; run `partnerloop init` to add it"
+    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 1
+    assert "Referrals tab not found; run `partnerloop init` to add it" in capsys.readouterr().out.splitlines()
 
 
 def test_missing_column_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: Callable[[Settings], Staff],
@@ -124,8 +124,12 @@ def test_missing_column_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: 
     init_sheet(open_backend(settings), settings)
     staff = staff_for(settings)
     staff.replace("Partners", [["Partner ID", "Stage"], ["P-0001", "Prospect"]])
-    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 2
-    assert "Partners: columns 'Business', 'Outreach step'" in capsys.readouterr().err
+    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "Partners: column Business not found (outreach, discharge, referrals_in, events, dashboard, digest " \
+           "decide by it); add the column (`partnerloop init` adds it)" in out
+    assert "Partners: column Outreach step not found (outreach decides by it); add the column " \
+           "(`partnerloop init` adds it)" in out
 
 
 def test_google_wrong_key_is_one_line_and_writes_nothing(tmp_path: Path, emulator: Any,

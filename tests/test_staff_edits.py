@@ -20,6 +20,7 @@ from automations.config import Settings
 from automations.executor import World, run_jobs
 from automations.mail.ledger import Ledger
 from automations.model import Book, read_book
+from automations.schema import PARTNERS
 from automations.sheets import open_backend
 from tests.conftest import make_settings
 from tests.support.configs import config_for
@@ -195,3 +196,104 @@ def test_two_rows_with_one_business_are_reported_and_a_reference_to_it_sends_not
            "name, or delete the duplicate row" in out
     assert "Referrals R-0001: Partner (value hidden) fits several rows on Partners (P-0003 (Anytime Fitness), " \
            "P-0004 (Anytime Fitness)); write the Partner ID of the one you mean; see the row's Automation status" in out
+
+
+# -- renamed and deleted columns and tabs -----------------------------------------------------------
+
+def edit_workbook(settings: Settings, change: Any) -> None:
+    """Change the workbook as staff would in Excel: *change* gets the openpyxl workbook, then it is saved."""
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(settings.sheet.path)
+    change(workbook)
+    workbook.save(settings.sheet.path)
+
+
+def delete_column(workbook: Any, tab: str, header: str) -> None:
+    sheet = workbook[tab]
+    column = next(c.column for c in sheet[1] if c.value == header)
+    sheet.delete_cols(column)
+
+
+def rename_column(workbook: Any, tab: str, header: str, new: str) -> None:
+    next(c for c in workbook[tab][1] if c.value == header).value = new
+
+
+def cli(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run `partnerloop ARGS --now TODAY 09:00` on this sheet; the exit status and everything printed."""
+    config = config_for(tmp_path / "settings.toml", settings)
+    status = main(["--config", str(config), *args, "--now", f"{TODAY.isoformat()}T09:00"])
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def prospects(tmp_path: Path) -> Settings:
+    return sheet(tmp_path, partners=[
+        {"Partner ID": "P-0001", "Business": "Run Club", "Email": "run@club.example", "Stage": "Active"},
+        {"Partner ID": "P-0002", "Business": "Cold Gym", "Email": "cold@gym.example", "Stage": "Prospect"},
+    ], referrals=[discharged("R-0001", "Run Club", "Jordan")])
+
+
+def test_deleting_stage_then_running_outreach_sends_nothing_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = prospects(tmp_path)
+    edit_workbook(settings, lambda wb: delete_column(wb, "Partners", "Stage"))
+    status, out = cli(settings, tmp_path, capsys, "run", "outreach")
+    line = ("Partners: column Stage not found (outreach decides by it); add the column "
+            "(`partnerloop init` adds it)")
+    assert status == 2 and line in out
+    assert not list(settings.email.outbox_dir.glob("*.eml"))  # no "let's partner" to an Active partner
+
+    status, out = cli(settings, tmp_path, capsys, "check")
+    assert status == 1
+    assert ("Partners: column Stage not found (outreach, discharge, dashboard, digest decide by it); add the "
+            "column (`partnerloop init` adds it)") in out.splitlines()
+
+
+def test_renamed_email_header_asks_to_rename_it_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = prospects(tmp_path)
+    edit_workbook(settings, lambda wb: rename_column(wb, "Partners", "Email", "E-mail"))
+    status, out = cli(settings, tmp_path, capsys, "run", "--all")
+    assert status == 2
+    assert "Partners: column Email not found (outreach, discharge, referrals_in, events decide by it); " \
+           "is it 'E-mail'? Rename it back to Email" in out
+    assert not list(settings.email.outbox_dir.glob("*.eml"))
+    status, out = cli(settings, tmp_path, capsys, "check")
+    assert status == 1 and "is it 'E-mail'? Rename it back to Email" in out
+    assert "run `partnerloop init`" not in out
+
+
+def test_renamed_referrals_tab_is_named_and_never_replaced_by_an_empty_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = prospects(tmp_path)
+    edit_workbook(settings, lambda wb: setattr(wb["Referrals"], "title", "Referrals 2026"))
+    line = ("Referrals tab not found (is it 'Referrals 2026'?); rename it back to Referrals, or set "
+            "[sheet.tabs] referrals = \"Referrals 2026\"")
+    status, out = cli(settings, tmp_path, capsys, "run", "discharge")
+    assert status == 2 and line in out and "init" not in out
+    status, out = cli(settings, tmp_path, capsys, "check")
+    assert status == 1 and line in out.splitlines()
+    import openpyxl
+
+    assert "Referrals" not in openpyxl.load_workbook(settings.sheet.path).sheetnames
+    assert not list(settings.email.outbox_dir.glob("*.eml"))
+
+
+def test_layout_problems_name_tab_column_and_fix() -> None:
+    from automations.model import layout_problems
+    from automations.schema import OPTOUTS
+    from automations.sheets.base import Table
+
+    partners = Table.from_grid("Partners", [[c.name for c in PARTNERS.columns if c.name != "Consent"],
+                                            ["P-0001", "Run Club"]])
+    optouts = Table.from_grid("Opt-outs", [[c.name for c in OPTOUTS.columns]])
+    titles = {"partners": "Partners", "referrals": "Referrals", "optouts": "Opt-outs"}
+    assert layout_problems({"partners": partners, "referrals": None, "optouts": optouts}, titles,
+                           ["discharge"], ["Partners", "Opt-outs", "Patients"]) == [
+        "Referrals tab not found; rename it back, or set [sheet.tabs] referrals = \"<actual name>\""]
+    empty = Table.from_grid("Partners", [[c.name for c in PARTNERS.columns]])
+    assert layout_problems({"partners": empty, "referrals": None}, titles, ["discharge"]) == [
+        "Referrals tab not found; run `partnerloop init` to add it"]
+    assert layout_problems({"partners": partners}, titles, ["outreach"]) == []

@@ -234,6 +234,9 @@ class Backend(Protocol):
     def read(self, titles: Sequence[str]) -> dict[str, Table | None]:
         """Read whole tabs in one request; a missing tab maps to None."""
 
+    def tab_titles(self) -> list[str]:
+        """Every tab's title, in order (to name a tab staff renamed)."""
+
     def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
         """Re-resolve rows by ID and write every cell in one request, as raw values."""
 

@@ -202,6 +202,9 @@ class GoogleBackend:
         grids = self._grids(wanted)
         return {t: Table.from_grid(t, grids[t]) if t in grids else None for t in titles}
 
+    def tab_titles(self) -> list[str]:
+        return list(self._titles())
+
     def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
         if not writes:
             return WriteReport()

@@ -58,6 +58,13 @@ class XlsxBackend:
         finally:
             workbook.close()
 
+    def tab_titles(self) -> list[str]:
+        workbook = self._load(read_only=True)
+        try:
+            return list(workbook.sheetnames)
+        finally:
+            workbook.close()
+
     # -- writing -------------------------------------------------------------------------------
     def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
         if not writes:
