@@ -83,6 +83,29 @@ def parse_date(value: Any, column: str, order: str = "MDY") -> date | None:
     return parsed.date()
 
 
+def same_value(current: Any, expected: Any, order: str = "MDY") -> bool:
+    """True when a cell still holds what was read, compared as the model reads it: text trimmed, dates as dates."""
+    if is_blank(current) or is_blank(expected):
+        return is_blank(current) and is_blank(expected)
+    if isinstance(current, date) or isinstance(expected, date):
+        return _moment(current, order) == _moment(expected, order)
+    return one_line(current) == one_line(expected)
+
+
+def _moment(value: Any, order: str) -> date | datetime | None:
+    """A date-like cell as a date, or a date-time when it has a time of day; None when it is no date."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 2958466:
+        value = datetime.combine(SERIAL_EPOCH, datetime.min.time()) + timedelta(days=float(value))
+        value = value.replace(microsecond=0, second=0) if value.second < 30 else value
+    if isinstance(value, datetime):
+        value = value.replace(tzinfo=None, second=0, microsecond=0)
+        return value.date() if value.time() == datetime.min.time() else value
+    try:
+        return parse_date(value, "", order)
+    except CellError:
+        return None
+
+
 def parse_email(value: Any, column: str) -> str | None:
     """A syntactically valid email address (no DNS look-up), normalised; None when blank."""
     if is_blank(value):

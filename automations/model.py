@@ -159,6 +159,7 @@ class Book:
     titles: dict[str, str] = field(default_factory=dict)
     date_order: str = "MDY"
     layout: list[str] = field(default_factory=list)  # missing tabs and columns (see layout_problems)
+    ids_high: dict[str, int] = field(default_factory=dict)  # ID prefix -> highest number seen, new IDs included
 
     def blocked(self, address: str | None) -> bool:
         """True when nothing may be sent to *address* (opted out, or a partner marked Do not email)."""
@@ -182,8 +183,8 @@ READ_KEYS = ("partners", "referrals", "events", "optouts")
 
 
 def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_KEYS, *,
-              jobs: Sequence[str] = (), strict: bool = True) -> Book:
-    """Read the tabs in one request and parse them.
+              jobs: Sequence[str] = (), strict: bool = True, ids_seen: Mapping[str, int] | None = None) -> Book:
+    """Read the tabs in one request and parse them; new row IDs go above *ids_seen* (prefix -> number).
 
     A missing tab or column (see `layout_problems`, for *jobs*) raises SheetLayoutError when
     *strict*; otherwise the lines are in `Book.layout` and a missing tab reads as empty (`check`).
@@ -196,7 +197,7 @@ def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_K
     if problems and strict:
         raise SheetLayoutError("; ".join(problems))
     book = parse_book({key: table for key, table in tables.items() if table is not None}, titles,
-                      settings.sheet.date_order)
+                      settings.sheet.date_order, ids_seen)
     book.layout = problems
     return book
 
@@ -252,9 +253,14 @@ def _missing_column(table: Table, spec: TabSpec, name: str, jobs: Sequence[str])
     return f"{table.title}: column {name} not found{why}; add the column (`partnerloop init` adds it)"
 
 
-def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_order: str = "MDY") -> Book:
-    """Parse tables (keyed by tab key) into a Book; pure, no I/O. *date_order* reads dates typed as text."""
-    book = Book(tables=dict(tables), titles=dict(titles), date_order=date_order)
+def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_order: str = "MDY",
+               ids_seen: Mapping[str, int] | None = None) -> Book:
+    """Parse tables (keyed by tab key) into a Book; pure, no I/O.
+
+    *date_order* reads dates typed as text; *ids_seen* (ID prefix -> the highest number ever seen,
+    kept in the ledger) keeps a new row from being given the ID of a row deleted since.
+    """
+    book = Book(tables=dict(tables), titles=dict(titles), date_order=date_order, ids_high=dict(ids_seen or {}))
     if "optouts" in tables:
         book.opted_out = frozenset(_optouts(tables["optouts"], book))
     if "partners" in tables:
@@ -283,7 +289,7 @@ def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
     id_col = spec.id_column
     seen: dict[str, int] = {}
     numbers = [_id_number(cells.text(table.get(r, id_col)), spec.id_prefix) for r in table.rows]
-    next_number = max([n for n in numbers if n is not None], default=0) + 1
+    next_number = max([n for n in numbers if n is not None] + [book.ids_high.get(spec.id_prefix, 0)], default=0) + 1
     parsed = []
     for row in table.rows:
         row_id = cells.one_line(table.get(row, id_col))
@@ -303,6 +309,7 @@ def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
         ref = RowRef(table.title, row_id, row.number, match, new=match is not None and not problems)
         values = {c.name: _cell(table, row, c, problems, book.date_order) for c in spec.columns if c.name != id_col}
         parsed.append(_Parsed(ref, values, problems))
+    book.ids_high[spec.id_prefix] = max(book.ids_high.get(spec.id_prefix, 0), next_number - 1)
     return parsed
 
 

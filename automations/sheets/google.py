@@ -205,6 +205,9 @@ class GoogleBackend:
     def tab_titles(self) -> list[str]:
         return list(self._titles())
 
+    def ensure_writable(self) -> None:
+        """Google takes writes whenever it takes reads: nothing to check beforehand."""
+
     def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
         if not writes:
             return WriteReport()
