@@ -18,7 +18,7 @@ class Column:
     """One column: its header text, what its cells hold, and who writes it."""
 
     name: str
-    kind: str = "text"  # text | date | email | choice | yes | int | url | partner
+    kind: str = "text"  # text | date | datetime | email | choice | yes | int | url | partner
     required: bool = False
     auto: bool = False
     choices: tuple[str, ...] = ()
@@ -122,7 +122,8 @@ OPTOUTS = TabSpec(
 
 LOG = TabSpec(
     "log", "Log",
-    columns=tuple(Column(n, auto=True) for n in ("Time", "Job", "Template", "To", "Row", "Message-ID", "Result")),
+    columns=(Column("Time", "datetime", auto=True),
+             *(Column(n, auto=True) for n in ("Job", "Template", "To", "Row", "Message-ID", "Result"))),
 )
 
 DASHBOARD = TabSpec("dashboard", "Dashboard", columns=())
