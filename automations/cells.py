@@ -47,8 +47,14 @@ def one_line(value: Any) -> str:
     return re.sub(r"[\r\n\t\v\f\x85\u2028\u2029]+", " ", text(value)).strip()
 
 
-def parse_date(value: Any, column: str) -> date | None:
-    """A date from a real date cell, a serial number, or typed text (11/27/2026, 2026-11-27, Nov 27 2026)."""
+DATE_ORDERS = {"MDY": (False, False), "DMY": (True, False), "YMD": (False, True)}  # dayfirst, yearfirst
+
+
+def parse_date(value: Any, column: str, order: str = "MDY") -> date | None:
+    """A date from a real date cell, a serial number, or typed text (11/27/2026, 2026-11-27, Nov 27 2026).
+
+    *order* (`[sheet] date_order`: MDY, DMY or YMD) says how text like 03/12/2026 is read.
+    """
     if is_blank(value):
         return None
     if isinstance(value, datetime):
@@ -64,15 +70,40 @@ def parse_date(value: Any, column: str) -> date | None:
         raise CellError(f"{column} holds a formula; type the date itself, like 2026-11-27")
     if re.fullmatch(r"\d+(\.\d+)?", raw):
         return parse_date(float(raw), column)
+    dayfirst, yearfirst = DATE_ORDERS[order]
     try:
-        # Month first for 11/27/2026: the clinic's sheets are written US style; ISO always wins.
-        parsed = dateparser.parse(raw, dayfirst=False, yearfirst=bool(re.match(r"\d{4}", raw)), fuzzy=False,
+        # The clinic's order for 03/12/2026; ISO (2026-03-12) always reads year, month, day.
+        parsed = dateparser.parse(raw, dayfirst=dayfirst and not re.match(r"\d{4}", raw),
+                                  yearfirst=yearfirst or bool(re.match(r"\d{4}", raw)), fuzzy=False,
                                   default=datetime(2000, 1, 1))
     except (ValueError, OverflowError):
         raise CellError(f"{column} {raw[:40]!r} is not a date; write it like 2026-11-27") from None
     if not re.search(r"\d{4}", raw) and not re.search(r"\d{1,2}/\d{1,2}/\d{2}$", raw):
         raise CellError(f"{column} {raw[:40]!r} has no year; write it like 2026-11-27")
     return parsed.date()
+
+
+def same_value(current: Any, expected: Any, order: str = "MDY") -> bool:
+    """True when a cell still holds what was read, compared as the model reads it: text trimmed, dates as dates."""
+    if is_blank(current) or is_blank(expected):
+        return is_blank(current) and is_blank(expected)
+    if isinstance(current, date) or isinstance(expected, date):
+        return _moment(current, order) == _moment(expected, order)
+    return one_line(current) == one_line(expected)
+
+
+def _moment(value: Any, order: str) -> date | datetime | None:
+    """A date-like cell as a date, or a date-time when it has a time of day; None when it is no date."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 2958466:
+        value = datetime.combine(SERIAL_EPOCH, datetime.min.time()) + timedelta(days=float(value))
+        value = value.replace(microsecond=0, second=0) if value.second < 30 else value
+    if isinstance(value, datetime):
+        value = value.replace(tzinfo=None, second=0, microsecond=0)
+        return value.date() if value.time() == datetime.min.time() else value
+    try:
+        return parse_date(value, "", order)
+    except CellError:
+        return None
 
 
 def parse_email(value: Any, column: str) -> str | None:
@@ -100,18 +131,20 @@ def parse_choice(value: Any, column: str, choices: tuple[str, ...]) -> str | Non
     return _refuse(f"{column} is {text(value)[:40]!r}; use {listed}")
 
 
-def parse_yes(value: Any, column: str) -> bool:
-    """Yes/blank columns: True for Yes (also TRUE, Y, X), False for blank or No."""
+def parse_flag(value: Any) -> bool:
+    """A flag such as Do not email: anything but blank or No counts as Yes ("Yes - asked by phone")."""
     if is_blank(value) or value is False:
         return False
-    if value is True:
-        return True
-    word = text(value).lower()
-    if word in ("yes", "y", "true", "x", "1"):
-        return True
-    if word in ("no", "n", "false", "0"):
-        return False
-    return _refuse(f"{column} is {text(value)[:40]!r}; use Yes or leave it blank")
+    return text(value).strip().lower() not in ("no", "n", "false", "0")
+
+
+ADDRESS = re.compile(r"[^\s<>,;:\"'()\[\]]+@[^\s<>,;:\"'()\[\]?/]+")
+
+
+def addresses_in(value: Any) -> list[str]:
+    """Every address a cell names, in any form, lower-cased: "Name <a@b.c>", "mailto:a@b.c", lists, "a@b.c."."""
+    found = (match.strip(".!?-_") for match in ADDRESS.findall(text(value).replace("%40", "@")))
+    return list(dict.fromkeys(address.lower() for address in found if "@" in address.strip("@")))
 
 
 def parse_int(value: Any, column: str) -> int | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from automations.config import Settings
+from automations.config import JOB_NAMES, Settings
 from automations.model import Book, Problem, read_book
 from automations.schema import TABS
 from automations.sheets.base import Backend, RowWrite
@@ -26,11 +26,18 @@ class CheckResult:
     problems: list[Problem]
     rows: int
     lost: list[str]
+    layout: list[str] = field(default_factory=list)  # missing tabs and columns, each with its fix
 
 
 def check_sheet(backend: Backend, settings: Settings) -> CheckResult:
-    """Validate every row, write each row's problems (or that it is fine) to its Automation status."""
-    book = read_book(backend, settings)
+    """Validate every row, write each row's problems (or that it is fine) to its Automation status.
+
+    A missing tab or column (for any job) is reported instead, and nothing is written: rows read
+    without their columns would get wrong statuses.
+    """
+    book = read_book(backend, settings, jobs=JOB_NAMES, strict=False)
+    if book.layout:
+        return CheckResult(book.problems, len(book.rows()), [], book.layout)
     specs = {settings.sheet.title(k): TABS[k] for k in TABS}
     lost = backend.write(specs, book.new_ids).lost  # IDs first: the statuses below address rows by them
     report = backend.write(specs, status_writes(book))

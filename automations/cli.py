@@ -65,6 +65,11 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         Renderer(settings.templates_dir).check_all(settings.clinic, today)
     except TemplateProblem as exc:
         template_problems.append(f"Templates: {exc}")
+    for line in result.layout:
+        say(line)
+    if result.layout:
+        say(f"check: {len(result.layout)} missing tab(s) or column(s); rows are checked once they are back")
+        return 1
     patients = settings.sheet.title("referrals")  # rows with patient data: their cells are not printed
     for line in [*template_problems, *(p.redacted() if p.ref.tab == patients else str(p) for p in result.problems)]:
         say(line)

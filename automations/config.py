@@ -7,10 +7,12 @@ Relative paths in the file are resolved against the folder that holds the file.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
 import tomllib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -42,6 +44,7 @@ DEFAULT_TAB_TITLES = {
     "log": "Log",
     "dashboard": "Dashboard",
 }
+DATE_ORDERS = ("MDY", "DMY", "YMD")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class SheetSettings:
     credentials: Path | None
     api_endpoint: str
     tabs: Mapping[str, str]
+    date_order: str = "MDY"  # how a date typed as text (03/12/2026) is read: MDY, DMY or YMD
 
     def title(self, tab_key: str) -> str:
         """The tab's title in this spreadsheet (renamed under [sheet.tabs] or the default)."""
@@ -273,7 +277,21 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
-    """Validate a parsed config mapping (also used by tests and the demo)."""
+    """Validate a parsed config mapping (also used by tests and the demo).
+
+    Every key the readers look up is recorded; a key or section in the file that no reader asked
+    for is refused with the nearest known name, so a typo never runs silently on the defaults.
+    """
+    token = _LOOKED_UP.set(set())
+    try:
+        settings = _settings(raw, source)
+        _refuse_unknown(raw, source, _LOOKED_UP.get() or set())
+    finally:
+        _LOOKED_UP.reset(token)
+    return settings
+
+
+def _settings(raw: Mapping[str, Any], source: Path) -> Settings:
     reader = _Reader(raw, source)
     base = source.resolve().parent
 
@@ -300,14 +318,7 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
     )
 
     backend = reader.choice("sheet", "backend", "xlsx", ("xlsx", "google"))
-    tabs_raw = reader.table("sheet", "tabs")
-    tabs: dict[str, str] = {}
-    for key, value in tabs_raw.items():
-        if key not in TAB_KEYS:
-            reader.fail("sheet.tabs", key, value, "one of " + ", ".join(TAB_KEYS))
-        if not isinstance(value, str) or not value.strip():
-            reader.fail("sheet.tabs", key, value, "a tab title")
-        tabs[key] = value.strip()
+    tabs = _tab_titles(reader)
     endpoint = reader.text("sheet", "api_endpoint", GOOGLE_ENDPOINT).rstrip("/")
     if not re.match(r"https?://[^/\s]+$", endpoint):
         reader.fail("sheet", "api_endpoint", endpoint, "a base URL such as \"https://sheets.googleapis.com\"")
@@ -319,6 +330,7 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
         credentials=path_of(credentials) if credentials else None,
         api_endpoint=endpoint,
         tabs=tabs,
+        date_order=reader.choice("sheet", "date_order", "MDY", DATE_ORDERS, upper=True),
     )
     if backend == "google":
         if not sheet.key:
@@ -369,7 +381,7 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
     ):
         reader.fail("outreach", "follow_up_days", follow_up, "two whole numbers of days, e.g. [7, 14]")
 
-    schedule = reader.table("schedule", None)
+    schedule = reader.table("schedule", None, free_keys=True)
     for job, line in schedule.items():
         if job not in JOB_NAMES:
             reader.fail("schedule", job, line, "a job name: " + ", ".join(JOB_NAMES))
@@ -389,6 +401,62 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
         state_dir=path_of(reader.text("state", "dir", "../var/state")),
         templates_dir=path_of(templates) if templates else DEFAULT_TEMPLATES,
     )
+
+
+def _tab_titles(reader: _Reader) -> dict[str, str]:
+    """[sheet.tabs]: known tab keys, and no two tabs (renamed or not) sharing a title, ignoring case."""
+    tabs: dict[str, str] = {}
+    for key, value in reader.table("sheet", "tabs", free_keys=True).items():
+        if key not in TAB_KEYS:
+            near = difflib.get_close_matches(key, TAB_KEYS, n=1)
+            reader.fail("sheet.tabs", key, value, "one of " + ", ".join(TAB_KEYS)
+                        + (f" (did you mean {near[0]}?)" if near else ""))
+        if not isinstance(value, str) or not value.strip():
+            reader.fail("sheet.tabs", key, value, "a tab title")
+        tabs[key] = value.strip()
+    titles = {key: tabs.get(key, DEFAULT_TAB_TITLES[key]) for key in TAB_KEYS}
+    for key in tabs:
+        for other in TAB_KEYS:
+            if other != key and titles[other].casefold() == titles[key].casefold():
+                renamed = "also renamed to" if other in tabs else "the title of"
+                raise ConfigError(
+                    f"{reader.source}: [sheet.tabs] {key} = {titles[key]!r} is {renamed} the {other} tab "
+                    f"({titles[other]!r}); two tabs may never share a name, so choose another title"
+                )
+    return tabs
+
+
+def _sections_and_keys(raw: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, bool]]:
+    """Every (section, key, is_table) in a parsed TOML file; top-level keys have section ""."""
+    found: list[tuple[str, str, bool]] = []
+    for key, value in raw.items():
+        tables = [value] if isinstance(value, dict) else (
+            value if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) else [])
+        found.append((prefix, key, bool(tables)))
+        for table in tables:
+            found += _sections_and_keys(table, f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+def _refuse_unknown(raw: Mapping[str, Any], source: Path, looked_up: set[tuple[str, str]]) -> None:
+    """Raise ConfigError for the first key or section of *raw* that no reader looked up."""
+    free = {section for section, key in looked_up if key == "*"}
+    sections = {section for section, _ in looked_up}
+    for section, key, is_table in _sections_and_keys(raw):
+        if section in free or (section, key) in looked_up:
+            continue
+        name = f"{section}.{key}" if section else key
+        if is_table:
+            if name in sections:
+                continue
+            near = difflib.get_close_matches(name, sorted(s for s in sections if s and s.count(".") == name.count(".")), n=1)
+            hint = f"; did you mean [{near[0]}]?" if near else ""
+            raise ConfigError(f"{source}: [{name}] is not a known section{hint}")
+        known = sorted(k for s, k in looked_up if s == section and k not in ("*", ""))
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        where = f"[{section}] {key}" if section else f"{key} (outside any section)"
+        raise ConfigError(f"{source}: {where} is not a known key{hint}")
 
 
 SCHEDULE_FORMS = ('"every 30 minutes", "every hour", "every 2 hours", "every day at 08:45", "weekdays at 09:30", '
@@ -445,26 +513,56 @@ def _check_sends(job: str, line: str, parsed: ScheduleLine, window: SendWindow, 
         f"never send; pick a time inside it, e.g. {job} = \"{WEEKDAY_NAMES[first_day]} at {window.start:%H:%M}\"")
 
 
+_LOOKED_UP: ContextVar[set[tuple[str, str]] | None] = ContextVar("partnerloop_config_keys", default=None)
+
+
+def _record(section: str, key: str) -> None:
+    """Note that a reader looked up [section] key ("" for the table itself, "*" for any key)."""
+    looked_up = _LOOKED_UP.get()
+    if looked_up is not None:
+        looked_up.add((section, key))
+
+
 class _Reader:
-    """Typed access to the raw TOML with errors that name file, section and key."""
+    """Typed access to the raw TOML with errors that name file, section and key.
+
+    Every lookup, by any reader, is recorded for the current `settings_from_dict` call: what no
+    reader asked for is an unknown key. Sections may be dotted ("email.imap").
+    """
 
     def __init__(self, raw: Mapping[str, Any], source: Path) -> None:
         self.raw = raw
         self.source = source
 
+    def _section(self, section: str) -> Any:
+        """The table for a possibly dotted section name, or {} when the file has none."""
+        if section in self.raw:
+            return self.raw[section]
+        table: Any = self.raw
+        for part in section.split("."):
+            table = table.get(part, {}) if isinstance(table, dict) else {}
+        return table
+
     def fail(self, section: str, key: str, value: Any, expected: str) -> Any:
         where = f"[{section}] {key}" if key else f"[{section}]"
         raise ConfigError(f"{self.source}: {where} = {value!r}: expected {expected}")
 
-    def table(self, section: str, key: str | None) -> dict[str, Any]:
-        top = self.raw.get(section.split(".")[0], {})
-        value = top if key is None else top.get(key, {}) if isinstance(top, dict) else {}
+    def table(self, section: str, key: str | None, free_keys: bool = False) -> dict[str, Any]:
+        """A sub-table (``key``) of *section*, or the section itself; *free_keys*: the caller checks its keys."""
+        name = f"{section}.{key}" if key else section
+        _record(name, "")
+        if key:
+            _record(section, key)
+        if free_keys:
+            _record(name, "*")
+        value = self._section(name)
         if not isinstance(value, dict):
             self.fail(section, key or "", value, "a table of keys")
         return dict(value)
 
     def get(self, section: str, key: str, default: Any) -> Any:
-        table = self.raw.get(section, {})
+        _record(section, key)
+        table = self._section(section)
         if not isinstance(table, dict):
             self.fail(section, "", table, "a table of keys")
         return table.get(key, default)
@@ -481,8 +579,9 @@ class _Reader:
             self.fail(section, key, value, "an email address such as \"front.desk@clinic.example\"")
         return value
 
-    def choice(self, section: str, key: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.text(section, key, default).lower()
+    def choice(self, section: str, key: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
+        value = self.text(section, key, default)
+        value = value.upper() if upper else value.lower()
         if value not in choices:
             self.fail(section, key, value, "one of " + ", ".join(repr(c) for c in choices))
         return value

@@ -42,7 +42,7 @@ from automations.mail.transport import (
     Transport,
     make_transport,
 )
-from automations.model import Book, read_book
+from automations.model import Book, read_book, require_layout
 from automations.schema import TABS
 from automations.sheets.base import Backend, RowWrite
 
@@ -207,6 +207,7 @@ class _Run:
         """The sheet (IDs assigned and written first), then the mailbox when the replies job runs."""
         self.world.progress("reading the sheet")
         book = self.book = read_book(self.world.backend, self.settings)
+        require_layout(book, self.jobs)  # a tab lacking a column a job decides by: nothing is sent
         self.world.progress(f"read {len(book.partners)} partners, {len(book.referrals)} referrals, "
                             f"{len(book.events)} events")
         self._write_new_ids(book)

@@ -8,6 +8,7 @@ the ID is missing (a new one is assigned) or duplicated.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from automations import cells
 from automations.config import Settings
 from automations.errors import CellError, SheetLayoutError
-from automations.schema import EVENTS, PARTNERS, REFERRALS, TABS, Column, TabSpec
+from automations.schema import EVENTS, JOB_COLUMNS, PARTNERS, REFERRALS, TABS, Column, TabSpec, base_columns
 from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint
 
 Day = date  # Event has a field named `date`; annotations inside it use this name
@@ -156,6 +157,9 @@ class Book:
     new_ids: list[RowWrite] = field(default_factory=list)
     tables: dict[str, Table] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
+    date_order: str = "MDY"
+    layout: list[str] = field(default_factory=list)  # missing tabs and columns (see layout_problems)
+    ids_high: dict[str, int] = field(default_factory=dict)  # ID prefix -> highest number seen, new IDs included
 
     def blocked(self, address: str | None) -> bool:
         """True when nothing may be sent to *address* (opted out, or a partner marked Do not email)."""
@@ -178,32 +182,92 @@ class Book:
 READ_KEYS = ("partners", "referrals", "events", "optouts")
 
 
-def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_KEYS) -> Book:
-    """Read the tabs in one request and parse them; a missing tab or column raises SheetLayoutError."""
+def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_KEYS, *,
+              jobs: Sequence[str] = (), strict: bool = True, ids_seen: Mapping[str, int] | None = None) -> Book:
+    """Read the tabs in one request and parse them; new row IDs go above *ids_seen* (prefix -> number).
+
+    A missing tab or column (see `layout_problems`, for *jobs*) raises SheetLayoutError when
+    *strict*; otherwise the lines are in `Book.layout` and a missing tab reads as empty (`check`).
+    """
     titles = {key: settings.sheet.title(key) for key in keys}
-    tables = backend.read(list(titles.values()))
-    for title in titles.values():
-        if tables.get(title) is None:
-            raise SheetLayoutError(f"{title}: tab is missing; run `partnerloop init` to add it")
-    for key, title in titles.items():
-        spec = TABS[key]
-        wanted = [c.name for c in spec.columns if c.required or c.auto or c.name == spec.id_column]
-        missing = tables[title].missing(wanted)  # type: ignore[union-attr]
-        if missing:
-            named = ", ".join(repr(m) for m in missing)
-            what = f"column {named} is" if len(missing) == 1 else f"columns {named} are"
-            raise SheetLayoutError(f"{title}: {what} missing; run `partnerloop init` to add {'it' if len(missing) == 1 else 'them'}")
-    return parse_book({key: table for key, title in titles.items() if (table := tables[title]) is not None}, titles)
+    read = backend.read(list(titles.values()))
+    tables = {key: read.get(title) for key, title in titles.items()}
+    workbook_tabs = backend.tab_titles() if None in tables.values() else ()
+    problems = layout_problems(tables, titles, jobs, workbook_tabs)
+    if problems and strict:
+        raise SheetLayoutError("; ".join(problems))
+    book = parse_book({key: table for key, table in tables.items() if table is not None}, titles,
+                      settings.sheet.date_order, ids_seen)
+    book.layout = problems
+    return book
 
 
-def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str]) -> Book:
-    """Parse tables (keyed by tab key) into a Book; pure, no I/O."""
-    book = Book(tables=dict(tables), titles=dict(titles))
+def require_layout(book: Book, jobs: Sequence[str]) -> None:
+    """Raise SheetLayoutError when a tab lacks a column one of *jobs* decides by: nothing is sent."""
+    problems = layout_problems(book.tables, book.titles, jobs)
+    if problems:
+        raise SheetLayoutError("; ".join(problems))
+
+
+def layout_problems(tables: Mapping[str, Table | None], titles: Mapping[str, str], jobs: Sequence[str] = (),
+                    workbook_tabs: Sequence[str] = ()) -> list[str]:
+    """One line per missing tab or column the read tabs and *jobs* need, each with its fix; pure.
+
+    *tables* and *titles* are keyed by tab key; *workbook_tabs* lists every tab title in the
+    spreadsheet (to name a renamed tab). A column is named by its near-match header when one exists.
+    """
+    problems: list[str] = []
+    in_use = any(table is not None and table.rows for table in tables.values())
+    for key, table in tables.items():
+        title = titles.get(key, TABS[key].title)
+        if table is None:
+            problems.append(_missing_tab(key, title, in_use, [t for t in workbook_tabs if t not in titles.values()]))
+            continue
+        needed: dict[str, list[str]] = {name: [] for name in base_columns(TABS[key])}
+        for job in jobs:
+            for name in JOB_COLUMNS.get(job, {}).get(key, ()):
+                needed.setdefault(name, []).append(job)
+        problems += [_missing_column(table, TABS[key], name, by) for name, by in needed.items() if not table.has(name)]
+    return problems
+
+
+def _missing_tab(key: str, title: str, in_use: bool, others: Sequence[str]) -> str:
+    near = difflib.get_close_matches(title.casefold(), [t.casefold() for t in others], n=1, cutoff=0.6)
+    actual = next((t for t in others if near and t.casefold() == near[0]), None)
+    if actual is not None:
+        return (f"{title} tab not found (is it {actual!r}?); rename it back to {title}, or set "
+                f"[sheet.tabs] {key} = \"{actual}\"")
+    if in_use:
+        return f"{title} tab not found; rename it back, or set [sheet.tabs] {key} = \"<actual name>\""
+    return f"{title} tab not found; run `partnerloop init` to add it"
+
+
+def _missing_column(table: Table, spec: TabSpec, name: str, jobs: Sequence[str]) -> str:
+    why = f" ({', '.join(jobs)} decide{'s' if len(jobs) == 1 else ''} by it)" if jobs else ""
+    known = {cells.normalise_header(c.name) for c in spec.columns}
+    staff_headers = [h for h in table.header if h.strip() and cells.normalise_header(h) not in known]
+    near = difflib.get_close_matches(_squashed(name), [_squashed(h) for h in staff_headers], n=1, cutoff=0.8)
+    header = next((h for h in staff_headers if near and _squashed(h) == near[0]), None)
+    if header is not None:
+        return f"{table.title}: column {name} not found{why}; is it {header!r}? Rename it back to {name}"
+    return f"{table.title}: column {name} not found{why}; add the column (`partnerloop init` adds it)"
+
+
+def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_order: str = "MDY",
+               ids_seen: Mapping[str, int] | None = None) -> Book:
+    """Parse tables (keyed by tab key) into a Book; pure, no I/O.
+
+    *date_order* reads dates typed as text; *ids_seen* (ID prefix -> the highest number ever seen,
+    kept in the ledger) keeps a new row from being given the ID of a row deleted since.
+    """
+    book = Book(tables=dict(tables), titles=dict(titles), date_order=date_order, ids_high=dict(ids_seen or {}))
     if "optouts" in tables:
         book.opted_out = frozenset(_optouts(tables["optouts"], book))
     if "partners" in tables:
-        book.partners = [_partner(r) for r in _rows(tables["partners"], PARTNERS, book)]
-    index = _partner_index(book.partners)
+        parsed = _rows(tables["partners"], PARTNERS, book)
+        _flag_shared_business(parsed)
+        book.partners = [_partner(r) for r in parsed]
+    index = PartnerIndex(book.partners)
     if "referrals" in tables:
         book.referrals = [_referral(r, index) for r in _rows(tables["referrals"], REFERRALS, book)]
     if "events" in tables:
@@ -225,7 +289,7 @@ def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
     id_col = spec.id_column
     seen: dict[str, int] = {}
     numbers = [_id_number(cells.text(table.get(r, id_col)), spec.id_prefix) for r in table.rows]
-    next_number = max([n for n in numbers if n is not None], default=0) + 1
+    next_number = max([n for n in numbers if n is not None] + [book.ids_high.get(spec.id_prefix, 0)], default=0) + 1
     parsed = []
     for row in table.rows:
         row_id = cells.one_line(table.get(row, id_col))
@@ -243,8 +307,9 @@ def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
         else:
             seen[row_id] = row.number
         ref = RowRef(table.title, row_id, row.number, match, new=match is not None and not problems)
-        values = {c.name: _cell(table, row, c, problems) for c in spec.columns if c.name != id_col}
+        values = {c.name: _cell(table, row, c, problems, book.date_order) for c in spec.columns if c.name != id_col}
         parsed.append(_Parsed(ref, values, problems))
+    book.ids_high[spec.id_prefix] = max(book.ids_high.get(spec.id_prefix, 0), next_number - 1)
     return parsed
 
 
@@ -253,19 +318,19 @@ def _id_number(row_id: str, prefix: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _cell(table: Table, row: SheetRow, column: Column, problems: list[str]) -> Any:
+def _cell(table: Table, row: SheetRow, column: Column, problems: list[str], date_order: str = "MDY") -> Any:
     raw = table.get(row, column.name)
     try:
         if column.required and cells.is_blank(raw):
             raise CellError(f"{column.name} is empty; it is required")
         if column.kind == "date":
-            return cells.parse_date(raw, column.name)
+            return cells.parse_date(raw, column.name, date_order)
         if column.kind == "email":
             return cells.parse_email(raw, column.name)
         if column.kind == "choice":
             return cells.parse_choice(raw, column.name, column.choices) or ""
         if column.kind == "yes":
-            return cells.parse_yes(raw, column.name)
+            return cells.parse_flag(raw)
         if column.kind == "int":
             return cells.parse_int(raw, column.name)
         value = cells.one_line(raw)
@@ -292,27 +357,63 @@ def _partner(p: _Parsed) -> Partner:
     )
 
 
-def _partner_index(partners: list[Partner]) -> dict[str, Partner]:
-    index: dict[str, Partner] = {}
-    for partner in partners:
-        if partner.ref.match is None or partner.ref.row_id not in index:
-            index.setdefault(partner.id.lower(), partner)
-        index.setdefault(cells.normalise_header(partner.business), partner)
-    return index
+def _flag_shared_business(partners: list[_Parsed]) -> None:
+    """Two rows with one Business: both get a problem, since a Partner cell naming it cannot tell them apart."""
+    rows: dict[str, list[_Parsed]] = {}
+    for p in partners:
+        if p.values["Business"]:
+            rows.setdefault(p.values["Business"].strip().casefold(), []).append(p)
+    for same in rows.values():
+        for p in same if len(same) > 1 else ():
+            others = ", ".join(o.ref.label for o in same if o is not p)
+            p.problems.append(f"Business {p.values['Business'][:40]!r} is also on {others}; give each partner "
+                              "its own Business name, or delete the duplicate row")
 
 
-def _resolve(text: str, index: Mapping[str, Partner], problems: list[str], column: str) -> Partner | None:
-    if not text:
+def _squashed(text: str) -> str:
+    """Text with case, spaces and punctuation removed: "Body Works" and "BodyWorks" look alike."""
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+class PartnerIndex:
+    """Finds the partner a Referral or Event `Partner` cell names: exactly one Business or Partner ID."""
+
+    def __init__(self, partners: Sequence[Partner]) -> None:
+        self.exact: dict[str, list[Partner]] = {}
+        self.loose: dict[str, list[Partner]] = {}
+        for partner in partners:
+            keys = {partner.id.strip().casefold(), partner.business.strip().casefold()} - {""}
+            for key in keys:
+                self.exact.setdefault(key, []).append(partner)
+            for key in {_squashed(k) for k in keys} - {""}:
+                self.loose.setdefault(key, []).append(partner)
+
+    def resolve(self, text: str, problems: list[str], column: str) -> Partner | None:
+        """The one partner *text* names exactly; otherwise None and a problem naming the candidate rows."""
+        if not text:
+            return None
+        exact = self.exact.get(text.strip().casefold(), [])
+        if len(exact) == 1:
+            return exact[0]
+        quoted = f"{column} {text[:40]!r}"
+        if exact:
+            problems.append(f"{quoted} fits several rows on Partners ({_labels(exact)}); write the Partner ID "
+                            "of the one you mean")
+        elif near := self.loose.get(_squashed(text), []):
+            problems.append(f"{quoted} is not exactly a Business or Partner ID; did you mean "
+                            f"{_labels(near)}? Write the Business exactly as on Partners, or the Partner ID")
+        else:
+            problems.append(f"{quoted} is not a Business or Partner ID on the Partners tab")
         return None
-    partner = index.get(text.lower()) or index.get(cells.normalise_header(text))
-    if partner is None:
-        problems.append(f"{column} {text[:40]!r} is not a Business or Partner ID on the Partners tab")
-    return partner
 
 
-def _referral(p: _Parsed, index: Mapping[str, Partner]) -> Referral:
+def _labels(partners: Sequence[Partner]) -> str:
+    return ", ".join(f"{p.ref.label} ({p.business[:40]})" for p in partners)
+
+
+def _referral(p: _Parsed, index: PartnerIndex) -> Referral:
     v = p.values
-    partner = _resolve(v["Partner"], index, p.problems, "Partner")
+    partner = index.resolve(v["Partner"], p.problems, "Partner")
     if v["Consent expires"] and v["Consent"] != "Yes" and not v["Consent"]:
         p.problems.append("Consent expires is set but Consent is empty; write Yes, No or Revoked")
     return Referral(
@@ -327,9 +428,9 @@ def _referral(p: _Parsed, index: Mapping[str, Partner]) -> Referral:
     )
 
 
-def _event(p: _Parsed, index: Mapping[str, Partner]) -> Event:
+def _event(p: _Parsed, index: PartnerIndex) -> Event:
     v = p.values
-    partner = _resolve(v["Partner"], index, p.problems, "Partner")
+    partner = index.resolve(v["Partner"], p.problems, "Partner")
     return Event(
         ref=p.ref, name=v["Event"], date=v["Date"], partner_text=v["Partner"], partner=partner, kind=v["Kind"],
         location=v["Location"], attendees=v["Attendees"], new_patients=v["New patients"], notes=v["Notes"],
@@ -338,17 +439,16 @@ def _event(p: _Parsed, index: Mapping[str, Partner]) -> Event:
 
 
 def _optouts(table: Table, book: Book) -> set[str]:
-    addresses = set()
+    """Every address any Opt-outs cell names, in whatever form staff typed it."""
+    addresses: set[str] = set()
     for row in table.rows:
         raw = table.get(row, "Email")
-        try:
-            address = cells.parse_email(raw, "Email")
-        except CellError as exc:
+        named = cells.addresses_in(raw)
+        addresses.update(named)
+        if not named and not cells.is_blank(raw):
             # An unreadable opt-out still blocks what it plainly names: safer to send nothing.
             addresses.add(cells.text(raw).strip().lower())
             ref = RowRef(table.title, f"row {row.number}", row.number, fingerprint(row.values))
-            book.problems.append(Problem(ref, str(exc)))
-            continue
-        if address:
-            addresses.add(address.lower())
+            book.problems.append(Problem(ref, f"Email {cells.text(raw)[:60]!r} names no address; "
+                                              "write the address that asked to stop, like name@example.com"))
     return addresses

@@ -20,7 +20,7 @@ class Column:
     """One column: its header text, what its cells hold, and who writes it."""
 
     name: str
-    kind: str = "text"  # text | date | email | choice | yes | int | url | partner
+    kind: str = "text"  # text | date | datetime | email | choice | yes | int | url | partner
     required: bool = False
     auto: bool = False
     choices: tuple[str, ...] = ()
@@ -124,9 +124,38 @@ OPTOUTS = TabSpec(
 
 LOG = TabSpec(
     "log", "Log",
-    columns=tuple(Column(n, auto=True) for n in ("Time", "Job", "Template", "To", "Row", "Message-ID", "Result")),
+    columns=(Column("Time", "datetime", auto=True),
+             *(Column(n, auto=True) for n in ("Job", "Template", "To", "Row", "Message-ID", "Result"))),
 )
 
 DASHBOARD = TabSpec("dashboard", "Dashboard", columns=())
 
 TABS: dict[str, TabSpec] = {t.key: t for t in (PARTNERS, REFERRALS, EVENTS, OPTOUTS, LOG, DASHBOARD)}
+
+# The columns each job decides by, tab by tab (beyond every tab's ID, required and auto columns):
+# a job never acts on a tab lacking one of them, since a missing column reads as blank everywhere.
+_PARTNER_ADDRESS = ("Business", "Email", "Do not email")
+_PROGRAMME = {"partners": ("Business", "Stage"),
+              "referrals": ("Direction", "Partner", "Referred on", "Consent", "Discharge date", "First visit"),
+              "events": ("Event", "Date", "Partner")}
+JOB_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "outreach": {"partners": (*_PARTNER_ADDRESS, "Stage", "Introduced by", "Meeting date", "Outreach step",
+                              "Last emailed", "Stage since"),
+                 "optouts": ("Email",)},
+    "discharge": {"referrals": ("Direction", "Partner", "Consent", "Consent expires", "Discharge date",
+                                "Patient email", "Partner emailed", "Patient emailed"),
+                  "partners": (*_PARTNER_ADDRESS, "Stage"), "optouts": ("Email",)},
+    "referrals_in": {"referrals": ("Direction", "Partner", "Consent", "Consent expires", "First visit",
+                                   "Discharge date", "Thanks sent", "Update sent", "Loop closed"),
+                     "partners": _PARTNER_ADDRESS, "optouts": ("Email",)},
+    "events": {"events": ("Event", "Date", "Partner", "Reminder sent"), "partners": _PARTNER_ADDRESS,
+               "optouts": ("Email",)},
+    "dashboard": _PROGRAMME,
+    "digest": _PROGRAMME,
+    "replies": {"partners": ("Email",), "optouts": ("Email",)},
+}
+
+
+def base_columns(spec: TabSpec) -> list[str]:
+    """Columns every read of a tab needs: its ID, its required cells and what the automation writes."""
+    return [c.name for c in spec.columns if c.required or c.auto or c.name == spec.id_column]

@@ -29,7 +29,7 @@ def test_blank_cells_are_none() -> None:
     assert cells.parse_date("  ", "Date") is None
     assert cells.parse_email(None, "Email") is None
     assert cells.parse_choice("", "Stage", ("Prospect",)) is None
-    assert cells.parse_yes(None, "Do not email") is False
+    assert cells.parse_flag(None) is False
 
 
 def test_email_addresses_are_validated_without_dns() -> None:
@@ -47,10 +47,10 @@ def test_choices_match_ignoring_case_and_spaces_and_list_the_valid_ones() -> Non
 
 
 def test_yes_column_and_whole_numbers() -> None:
-    assert cells.parse_yes("Yes", "Do not email") is True
-    assert cells.parse_yes("x", "Do not email") is True
-    with pytest.raises(CellError, match="use Yes or leave it blank"):
-        cells.parse_yes("perhaps", "Do not email")
+    assert cells.parse_flag("Yes") is True
+    assert cells.parse_flag("x") is True
+    assert cells.parse_flag("perhaps") is True  # a flag holding anything but blank or No counts as Yes
+    assert cells.parse_flag(" no ") is False
     assert cells.parse_int(3.0, "Visits") == 3
     with pytest.raises(CellError, match="whole number"):
         cells.parse_int("three", "Visits")

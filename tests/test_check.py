@@ -29,7 +29,6 @@ BAD_PARTNERS = [
     (["P-0005", "Bad Kind", "Wizard", "Di", "di@x.example", "Prospect"], "Kind is 'Wizard'; use Personal trainer"),
     (["P-0006", "", "Other", "Ed", "ed@x.example", "Prospect"], "Business is empty; it is required"),
     (["P-0007", "Bad Meeting", "Other", "Fa", "fa@x.example", "Meeting", "next tuesday"], "Meeting date 'next tuesday' is not a date"),
-    (["P-0008", "Bad DNE", "Other", "Gi", "gi@x.example", "Prospect", "", "perhaps"], "Do not email is 'perhaps'; use Yes"),
     (["P-0001", "Duplicate ID Gym", "Other", "Hu", "hu@x.example", "Prospect"], "duplicate Partner ID P-0001, also on row 2"),
     (["P-0009", '=HYPERLINK("http://x","y")', "Other", "Io", "io@x.example", "Prospect"], "Business holds a formula"),
     (["P-0010", "No Year Gym", "Other", "Jo", "jo@x.example", "Meeting", "Nov 27"], "Meeting date 'Nov 27' has no year"),
@@ -37,16 +36,16 @@ BAD_PARTNERS = [
 ]
 BAD_REFERRALS = [
     (["R-0001", "Out", "Nobody Gym", "Pat", "pat@mail.example", "Yes", "2026-11-01"], "Partner 'Nobody Gym' is not a Business"),
-    (["R-0002", "Sideways", "P-0001", "Lee", "", "Yes"], "Direction is 'Sideways'; use Out or In"),
-    (["R-0003", "Out", "P-0001", "", "", "Yes"], "Patient first name is empty; it is required"),
-    (["R-0004", "Out", "P-0001", "Max", "max@", "Yes"], "Patient email 'max@' is not a valid address"),
-    (["R-0005", "Out", "P-0001", "Noa", "", "maybe"], "Consent is 'maybe'; use Yes, No or Revoked"),
-    (["R-0006", "Out", "P-0001", "Oli", "", "Yes", "31/31/2026"], "Discharge date '31/31/2026' is not a date"),
-    (["R-0007", "In", "P-0001", "Pia", "", "Yes", "", "three"], "Visits is 'three'; write a whole number"),
-    (["R-0008", "", "P-0001", "Quinn", "", "Yes"], "Direction is empty; it is required"),
+    (["R-0002", "Sideways", "Good Gym", "Lee", "", "Yes"], "Direction is 'Sideways'; use Out or In"),
+    (["R-0003", "Out", "Good Gym", "", "", "Yes"], "Patient first name is empty; it is required"),
+    (["R-0004", "Out", "Good Gym", "Max", "max@", "Yes"], "Patient email 'max@' is not a valid address"),
+    (["R-0005", "Out", "Good Gym", "Noa", "", "maybe"], "Consent is 'maybe'; use Yes, No or Revoked"),
+    (["R-0006", "Out", "Good Gym", "Oli", "", "Yes", "31/31/2026"], "Discharge date '31/31/2026' is not a date"),
+    (["R-0007", "In", "Good Gym", "Pia", "", "Yes", "", "three"], "Visits is 'three'; write a whole number"),
+    (["R-0008", "", "Good Gym", "Quinn", "", "Yes"], "Direction is empty; it is required"),
     (["R-0009", "In", "", "Ray", "", "Yes"], "Partner is empty; it is required"),
-    (["R-0010", "Out", "P-0001", "Sol", "", "Yes", "=TODAY()"], "Discharge date holds a formula"),
-    (["R-0011", "Out", "P-0001", "Tam", "", "Yes", "2026-02-30"], "Discharge date '2026-02-30' is not a date"),
+    (["R-0010", "Out", "Good Gym", "Sol", "", "Yes", "=TODAY()"], "Discharge date holds a formula"),
+    (["R-0011", "Out", "Good Gym", "Tam", "", "Yes", "2026-02-30"], "Discharge date '2026-02-30' is not a date"),
 ]
 
 
@@ -84,7 +83,7 @@ def test_bad_rows_each_get_one_clear_message_and_a_status(
     assert "Referrals R-0004: Patient email (value hidden) is not a valid address; see the row's Automation status" \
         in problems
     assert len(problems) == len(BAD_PARTNERS) + len(BAD_REFERRALS)
-    assert "check: 22 problem(s)" in out[-1]
+    assert "check: 21 problem(s)" in out[-1]
 
     by_id = {p.business: p.status for p in book.partners}
     assert by_id["Good Gym"] == ""
@@ -110,13 +109,13 @@ def test_fixed_rows_get_their_problem_status_cleared(tmp_path: Path, staff_for: 
     assert capsys.readouterr().out.splitlines()[-1] == "check: 1 row(s), no problems"
 
 
-def test_missing_tab_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: Callable[[Settings], Staff],
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_tab_in_a_new_sheet_names_it_and_init_as_the_fix(
+    tmp_path: Path, staff_for: Callable[[Settings], Staff], capsys: pytest.CaptureFixture[str],
+) -> None:
     settings = make_settings(tmp_path)
     staff_for(settings).replace("Partners", [PARTNERS_HEADER])
-    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "partnerloop check: Referrals: tab is missing; run `partnerloop init` to add it"
+    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 1
+    assert "Referrals tab not found; run `partnerloop init` to add it" in capsys.readouterr().out.splitlines()
 
 
 def test_missing_column_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: Callable[[Settings], Staff],
@@ -125,8 +124,12 @@ def test_missing_column_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: 
     init_sheet(open_backend(settings), settings)
     staff = staff_for(settings)
     staff.replace("Partners", [["Partner ID", "Stage"], ["P-0001", "Prospect"]])
-    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 2
-    assert "Partners: columns 'Business', 'Outreach step'" in capsys.readouterr().err
+    assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "Partners: column Business not found (outreach, discharge, referrals_in, events, dashboard, digest " \
+           "decide by it); add the column (`partnerloop init` adds it)" in out
+    assert "Partners: column Outreach step not found (outreach decides by it); add the column " \
+           "(`partnerloop init` adds it)" in out
 
 
 def test_google_wrong_key_is_one_line_and_writes_nothing(tmp_path: Path, emulator: Any,

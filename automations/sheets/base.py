@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
-from automations.cells import is_blank, normalise_header, one_line, text
+from automations.cells import is_blank, normalise_header, one_line, same_value, text
 from automations.schema import TabSpec
 
 
@@ -83,6 +83,20 @@ class RowWrite:
     values: Mapping[str, Any]
     match: tuple[str, ...] | None = None
     number: int | None = None  # the row number when read: which of identical rows is meant
+    # column -> the value the run read: such a cell is written only while it still holds that value
+    expected: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A cell staff changed since the run read it: the write left it as staff wrote it."""
+
+    tab: str
+    row_id: str
+    column: str
+
+    def __str__(self) -> str:
+        return f"{self.tab} {self.row_id}: {self.column} was changed in the sheet since the run read it; left as it is"
 
 
 @dataclass(frozen=True)
@@ -99,17 +113,23 @@ class WriteReport:
     cells: int = 0
     lost: list[str] = field(default_factory=list)
     lost_rows: set[tuple[str, str]] = field(default_factory=set)  # (tab, row ID) of rows not found
+    conflicts: list[Conflict] = field(default_factory=list)  # cells left alone: staff changed them since the read
 
 
 def plan_cells(
     tables: Mapping[str, Table], specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]
 ) -> tuple[list[tuple[str, CellTarget]], WriteReport]:
-    """Turn row writes into cell targets on the tabs as they are now."""
+    """Turn row writes into cell targets on the tabs as they are now.
+
+    A column in a write's `expected` is written only while the cell still holds that value
+    (compare-and-set); otherwise it becomes a `Conflict` in the report and the staff value stays.
+    """
     report = WriteReport()
     targets: list[tuple[str, CellTarget]] = []
     positions: dict[str, dict[str, int]] = {}
     by_content: dict[str, dict[tuple[str, ...], list[int]]] = {}
     taken: dict[tuple[str, tuple[str, ...], Any], int] = {}  # identical rows: each write gets its own
+    rows_read: dict[str, dict[int, SheetRow]] = {}
     for write in writes:
         table = tables.get(write.tab)
         spec = specs[write.tab]
@@ -127,11 +147,19 @@ def plan_cells(
             report.lost.append(f"{write.tab} {write.row_id}: row not found (deleted or its ID changed); not written")
             report.lost_rows.add((write.tab, write.row_id))
             continue
+        if write.tab not in rows_read:
+            rows_read[write.tab] = {row.number: row for row in table.rows}
+        current = rows_read[write.tab].get(number)
         for column, value in write.values.items():
             col = table.index.get(normalise_header(column))
             if col is None:
                 report.lost.append(f"{write.tab}: column {column!r} is missing; run `partnerloop init`")
                 continue
+            if write.expected is not None and column in write.expected:
+                now = current.values[col] if current is not None and col < len(current.values) else None
+                if not same_value(now, write.expected[column]):
+                    report.conflicts.append(Conflict(write.tab, write.row_id, column))
+                    continue
             targets.append((write.tab, CellTarget(number, col, value)))
     report.cells = len(targets)
     report.lost = list(dict.fromkeys(report.lost))
@@ -233,6 +261,12 @@ class Backend(Protocol):
 
     def read(self, titles: Sequence[str]) -> dict[str, Table | None]:
         """Read whole tabs in one request; a missing tab maps to None."""
+
+    def tab_titles(self) -> list[str]:
+        """Every tab's title, in order (to name a tab staff renamed)."""
+
+    def ensure_writable(self) -> None:
+        """Raise SheetError when a write-back could not follow (an xlsx open elsewhere or read-only)."""
 
     def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
         """Re-resolve rows by ID and write every cell in one request, as raw values."""

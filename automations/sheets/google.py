@@ -33,6 +33,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # FORMULA: a formula cell reads as its text on both backends (openpyxl reads formulas too), never as a value
 READ_PARAMS = {"valueRenderOption": "FORMULA", "dateTimeRenderOption": "SERIAL_NUMBER"}
 RAW = {"valueInputOption": "RAW"}
+DATE_FORMATS = {"date": {"type": "DATE", "pattern": "yyyy-mm-dd"},
+                "datetime": {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm"}}
 
 
 class SheetRequestError(SheetError):
@@ -183,10 +185,14 @@ class GoogleBackend:
         except (requests.ConnectionError, requests.Timeout):
             raise SheetError(f"cannot reach {self.settings.api_endpoint} ({what}); check the network and try again") from None
 
-    def _titles(self) -> dict[str, dict[str, Any]]:
+    def _sheets(self) -> dict[str, dict[str, Any]]:
+        """Every tab's metadata (properties, protected ranges, charts) by title, in one request."""
         meta = self._call("reading the sheet list", self.http.fetch_sheet_metadata, self.key,
                           params={"includeGridData": "false"})
-        return {s["properties"]["title"]: s["properties"] for s in meta.get("sheets", [])}
+        return {s["properties"]["title"]: s for s in meta.get("sheets", [])}
+
+    def _titles(self) -> dict[str, dict[str, Any]]:
+        return {title: sheet["properties"] for title, sheet in self._sheets().items()}
 
     def _grids(self, titles: Sequence[str]) -> dict[str, list[list[Any]]]:
         if not titles:
@@ -201,6 +207,12 @@ class GoogleBackend:
         wanted = [t for t in titles if t in present]
         grids = self._grids(wanted)
         return {t: Table.from_grid(t, grids[t]) if t in grids else None for t in titles}
+
+    def tab_titles(self) -> list[str]:
+        return list(self._titles())
+
+    def ensure_writable(self) -> None:
+        """Google takes writes whenever it takes reads: nothing to check beforehand."""
 
     def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
         if not writes:
@@ -230,14 +242,16 @@ class GoogleBackend:
         body = {"values": [[raw_value(v) for v in row] for row in rows]}
         # Not retried on a 5xx, which Google may send after applying it: the next run checks what landed.
         with self.http.retrying_only({429}):
-            self._call(f"appending to {title}", self.http.values_append, self.key, f"{quote_title(title)}!A1",
+            # The whole tab is searched for the table, so a header staff moved right or down is still found.
+            self._call(f"appending to {title}", self.http.values_append, self.key, quote_title(title),
                        {**RAW, "insertDataOption": "INSERT_ROWS"}, body)
 
     def ensure_layout(
         self, tabs: Sequence[tuple[str, TabSpec]], demo: Mapping[str, Sequence[Mapping[str, Any]]]
     ) -> list[str]:
         changes: list[str] = []
-        present = self._titles()
+        sheets = self._sheets()
+        present = {title: sheet["properties"] for title, sheet in sheets.items()}
         missing = [title for title, _ in tabs if title not in present]
         if missing:
             reply = self._call("adding tabs", self.http.batch_update, self.key, {"requests": [
@@ -269,6 +283,7 @@ class GoogleBackend:
                 formatting.append({"appendDimension": {"sheetId": sheet_id, "dimension": "COLUMNS",
                                                        "length": len(header) - grid_cols}})
             formatting += _header_requests(sheet_id, spec, header)
+            formatting += _protection_requests(sheet_id, spec, header, sheets.get(title, {}).get("protectedRanges", []))
             rows = demo.get(title, ())
             if rows:
                 index = {normalise_header(h): i for i, h in enumerate(header)}
@@ -293,13 +308,12 @@ class GoogleBackend:
         return changes
 
     def write_dashboard(self, dashboard: Dashboard) -> None:
+        """Rewrite the Dashboard in place (never deleteSheet: formulas on other tabs pointing at it keep working)."""
         from automations.sheets.google_dashboard import dashboard_requests
 
-        present = self._titles()
-        old = present.get(dashboard.title)
-        sheet_id = old["sheetId"] if old else 880_001
-        requests_: list[dict[str, Any]] = [{"deleteSheet": {"sheetId": sheet_id}}] if old else []
-        requests_ += dashboard_requests(sheet_id, dashboard, raw_value, index=old.get("index", 0) if old else 0)
+        old = self._sheets().get(dashboard.title)
+        sheet_id = old["properties"]["sheetId"] if old else 880_001
+        requests_ = dashboard_requests(sheet_id, dashboard, raw_value, old=old)
         self._call("rewriting the Dashboard", self.http.batch_update, self.key, {"requests": requests_})
 
 
@@ -324,8 +338,24 @@ def _header_requests(sheet_id: int, spec: TabSpec, header: list[str]) -> list[di
             reqs.append({"setDataValidation": {"range": area, "rule": {
                 "condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": c} for c in column.choices]},
                 "strict": False, "showCustomUi": True}}})
-        if column.kind == "date":
+        if column.kind in DATE_FORMATS:
             reqs.append({"repeatCell": {"range": area, "cell": {"userEnteredFormat": {
-                "numberFormat": {"type": "DATE", "pattern": "yyyy-mm-dd"}}},
-                "fields": "userEnteredFormat.numberFormat"}})
+                "numberFormat": DATE_FORMATS[column.kind]}}, "fields": "userEnteredFormat.numberFormat"}})
     return reqs
+
+
+PROTECTED = "Written by partnerloop: edits here may be overwritten by the next run"
+
+
+def _protection_requests(sheet_id: int, spec: TabSpec, header: list[str],
+                         existing: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A warning-only protected range on each automation-owned column not yet carrying ours.
+
+    Staff editing such a column see Google's warning; nothing is blocked.
+    """
+    auto = {normalise_header(c.name) for c in spec.columns if c.auto}
+    covered = {r.get("range", {}).get("startColumnIndex") for r in existing if r.get("description") == PROTECTED}
+    return [{"addProtectedRange": {"protectedRange": {
+        "range": {"sheetId": sheet_id, "startColumnIndex": i, "endColumnIndex": i + 1},
+        "description": PROTECTED, "warningOnly": True}}}
+        for i, name in enumerate(header) if normalise_header(name) in auto and i not in covered]

@@ -1,13 +1,15 @@
 """The Dashboard tab as Google Sheets batchUpdate requests: one sheet, one updateCells, one chart per charted block.
 
-google.py sends these in the same batchUpdate that deletes the old Dashboard tab, so a rewrite
-is one metadata request plus one batchUpdate whatever the number of rows, and no cell of a
-longer earlier Dashboard survives. The layout is `Dashboard.layout`, the same as the xlsx tab.
+An existing Dashboard is rewritten in place: its charts removed and every cell cleared, then
+filled again, in the same batchUpdate - never deleted, so formulas on other tabs that point at
+it keep working. A rewrite is one metadata request plus one batchUpdate whatever the number of
+rows, and no cell of a longer earlier Dashboard survives. The layout is `Dashboard.layout`, the
+same as the xlsx tab.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -31,8 +33,9 @@ CHART_PIXELS = (640, Dashboard.chart_rows * 21 - 12)  # width, height: within th
 
 
 def dashboard_requests(sheet_id: int, dashboard: Dashboard, raw_value: Callable[[Any], Any],
-                       index: int = 0) -> list[dict[str, Any]]:
-    """addSheet, one updateCells with every value and format, column A sized to fit, an addChart per chart."""
+                       index: int = 0, old: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The tab (added, or the *old* one's metadata emptied in place), one updateCells with every value and
+    format, column A sized to fit, an addChart per chart."""
     placed = dashboard.layout()
     grid: list[list[dict[str, Any]]] = [[] for _ in range(dashboard.height)]
     grid[0] = [_cell(dashboard.title, raw_value, TITLE)]
@@ -40,19 +43,31 @@ def dashboard_requests(sheet_id: int, dashboard: Dashboard, raw_value: Callable[
                _cell(dashboard.updated.replace(microsecond=0), raw_value, {"numberFormat": NUMBER_FORMATS["datetime"]})]
     for place in placed:
         _place_block(grid, place, raw_value)
-    requests: list[dict[str, Any]] = [
-        {"addSheet": {"properties": {
-            "sheetId": sheet_id, "title": dashboard.title, "index": index,
-            "gridProperties": {"rowCount": dashboard.height + SPARE_ROWS, "columnCount": max(26, dashboard.width),
-                               "frozenRowCount": dashboard.frozen_rows}}}},
-        {"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
-                         "rows": [{"values": row} for row in grid],
-                         "fields": "userEnteredValue,userEnteredFormat"}},
-    ]
+    requests: list[dict[str, Any]] = _emptied(sheet_id, dashboard, old) if old else [{"addSheet": {"properties": {
+        "sheetId": sheet_id, "title": dashboard.title, "index": index,
+        "gridProperties": {"rowCount": dashboard.height + SPARE_ROWS, "columnCount": max(26, dashboard.width),
+                           "frozenRowCount": dashboard.frozen_rows}}}}]
+    requests.append({"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
+                                      "rows": [{"values": row} for row in grid],
+                                      "fields": "userEnteredValue,userEnteredFormat"}})
     requests.append({"autoResizeDimensions": {"dimensions": {  # labels and names: other columns keep their width
         "sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": 0, "endIndex": 1}}})
     requests += [_chart(sheet_id, place) for place in placed if place.block.chart and place.block.rows]
     return requests
+
+
+def _emptied(sheet_id: int, dashboard: Dashboard, old: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The existing tab made blank and big enough: its charts deleted, every cell cleared, the grid grown."""
+    grid = old["properties"].get("gridProperties", {})
+    rows = max(grid.get("rowCount", 0), dashboard.height + SPARE_ROWS)
+    columns = max(grid.get("columnCount", 0), 26, dashboard.width)
+    return [
+        *({"deleteEmbeddedObject": {"objectId": chart["chartId"]}} for chart in old.get("charts", [])),
+        {"updateSheetProperties": {"properties": {"sheetId": sheet_id, "gridProperties": {
+            "rowCount": rows, "columnCount": columns, "frozenRowCount": dashboard.frozen_rows}},
+            "fields": "gridProperties(rowCount,columnCount,frozenRowCount)"}},
+        {"updateCells": {"range": {"sheetId": sheet_id}, "fields": "userEnteredValue,userEnteredFormat"}},
+    ]
 
 
 def _place_block(grid: list[list[dict[str, Any]]], place: PlacedBlock, raw_value: Callable[[Any], Any]) -> None:

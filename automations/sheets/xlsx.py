@@ -58,6 +58,13 @@ class XlsxBackend:
         finally:
             workbook.close()
 
+    def tab_titles(self) -> list[str]:
+        workbook = self._load(read_only=True)
+        try:
+            return list(workbook.sheetnames)
+        finally:
+            workbook.close()
+
     # -- writing -------------------------------------------------------------------------------
     def write(self, specs: Mapping[str, TabSpec], writes: Sequence[RowWrite]) -> WriteReport:
         if not writes:
@@ -179,11 +186,21 @@ class XlsxBackend:
                     os.unlink(tmp)
                 raise SheetError(f"{self.path}: cannot save the workbook ({exc.strerror}); nothing was changed") from None
 
+    def ensure_writable(self) -> None:
+        """Refuse, before anything is sent, a workbook that is open elsewhere or read-only."""
+        self._refuse_if_open_elsewhere()
+        if not self.path.exists():
+            raise SheetError(f"{self.path}: workbook not found; run `partnerloop init` to create it")
+        for what, place in (("workbook", self.path), ("folder holding the workbook", self.path.parent)):
+            if not os.access(place, os.W_OK) or not place.stat().st_mode & 0o222:
+                raise SheetError(f"{self.path}: the {what} is read-only, so statuses could not be written back; "
+                                 f"make {place} writable (file properties, or chmod u+w) and run again")
+
     def _refuse_if_open_elsewhere(self) -> None:
-        for lock_name in (f"~${self.path.name}", f".~lock.{self.path.name}#"):
+        for program, lock_name in (("Excel", f"~${self.path.name}"), ("LibreOffice", f".~lock.{self.path.name}#")):
             if (self.path.parent / lock_name).exists():
                 raise SheetError(
-                    f"{self.path}: the workbook is open in another program ({lock_name} exists); "
+                    f"{self.path}: the workbook is open in another program ({program}: {lock_name} exists); "
                     "close it there and run again"
                 )
 

@@ -16,7 +16,8 @@ Quick use::
 
 Endpoints (under ``/v4/spreadsheets``): create, get, batchUpdate (addSheet, deleteSheet,
 updateSheetProperties, repeatCell, setDataValidation, addProtectedRange, addChart,
-updateCells, autoResizeDimensions, appendDimension, insertDimension, deleteDimension),
+updateCells, autoResizeDimensions, appendDimension, insertDimension, deleteDimension,
+deleteEmbeddedObject for charts),
 values.get / batchGet / update / batchUpdate / append / clear / batchClear.
 
 Deliberate simplifications (everything else aims to be Google's observable behaviour):
@@ -37,6 +38,9 @@ Deliberate simplifications (everything else aims to be Google's observable behav
   leading-apostrophe text marker - not every locale-specific form Google accepts.
 * values.append finds "the table" as the block of data that grows (down, and sideways) from the
   first filled row inside the range, and writes after its last row: a blank row ends a table.
+  Rows that start with blank cells still belong to it, and a table that starts right of or below
+  the range's first cell is found anywhere inside the range; a range whose cells are all blank
+  has no table (values go in at its first cell, as gspread's insert_rows relies on).
 * Charts are stored as sent (plus a chartId and the default border); they are not drawn, and
   only overlay charts (``position.overlayPosition``) are accepted.
 * Error codes and statuses are always Google's; the message texts come from recordings where
@@ -596,6 +600,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                                       "responseRanges": "[]string", "responseIncludeGridData": "bool"},
     "AddSheetRequest": {"properties": "SheetProperties"},
     "DeleteSheetRequest": {"sheetId": "int32"},
+    "DeleteEmbeddedObjectRequest": {"objectId": "int32"},
     "UpdateSheetPropertiesRequest": {"properties": "SheetProperties", "fields": "string"},
     "RepeatCellRequest": {"range": "GridRange", "cell": "CellData", "fields": "string"},
     "SetDataValidationRequest": {"range": "GridRange", "rule": "DataValidationRule",
@@ -678,6 +683,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 IMPLEMENTED_REQUESTS = (
     "addSheet", "deleteSheet", "updateSheetProperties", "repeatCell", "setDataValidation", "addProtectedRange",
     "addChart", "updateCells", "autoResizeDimensions", "appendDimension", "insertDimension", "deleteDimension",
+    "deleteEmbeddedObject",
 )
 #: Real Sheets request kinds that the emulator does not implement (answered with a clear 400).
 UNIMPLEMENTED_REQUESTS = frozenset({
@@ -685,7 +691,7 @@ UNIMPLEMENTED_REQUESTS = frozenset({
     "addNamedRange", "addSlicer", "addTable", "appendCells", "autoFill", "cancelDataSourceRefresh",
     "clearBasicFilter", "copyPaste", "createDeveloperMetadata", "cutPaste", "deleteBanding",
     "deleteConditionalFormatRule", "deleteDataSource", "deleteDeveloperMetadata", "deleteDimensionGroup",
-    "deleteDuplicates", "deleteEmbeddedObject", "deleteFilterView", "deleteNamedRange", "deleteProtectedRange",
+    "deleteDuplicates", "deleteFilterView", "deleteNamedRange", "deleteProtectedRange",
     "deleteRange", "deleteTable", "duplicateFilterView", "duplicateSheet", "findReplace", "insertRange",
     "mergeCells", "moveDimension", "pasteData", "randomizeRange", "refreshDataSource", "setBasicFilter",
     "sortRange", "textToColumns", "trimWhitespace", "unmergeCells", "updateBanding", "updateBorders",
@@ -2354,6 +2360,8 @@ class BatchUpdateService:
         rows, cols = grid.get("rowCount", 0), grid.get("columnCount", 0)
         if rows < 1 or cols < 1:
             raise ctx.error("gridProperties rowCount and columnCount must be positive")
+        if current.get("hidden") and all(s is sheet or s.properties.get("hidden") for s in doc.sheets):
+            raise ctx.error("You can't hide all the sheets in a document.")
         new_index = min(max(current.pop("index", index), 0), len(doc.sheets) - 1)
         sheet.properties = current
         sheet.resize(rows, cols)
@@ -2528,6 +2536,15 @@ class BatchUpdateService:
         ordered = {"chartId": chart.pop("chartId"), **chart}
         sheet.charts.append(ordered)
         return {"addChart": {"chart": copy.deepcopy(ordered)}}
+
+    def do_delete_embedded_object(self, doc: Spreadsheet, req: dict[str, Any], ctx: BatchContext) -> dict[str, Any]:
+        object_id = req.get("objectId")
+        for sheet in doc.sheets:
+            for chart in sheet.charts:
+                if chart["chartId"] == object_id:
+                    sheet.charts.remove(chart)
+                    return {}
+        raise ctx.error(f"No object with id {object_id}")
 
     def do_auto_resize_dimensions(self, doc: Spreadsheet, req: dict[str, Any], ctx: BatchContext) -> dict[str, Any]:
         if "dimensions" not in req:
