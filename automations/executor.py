@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from automations import cells
 from automations.clock import Clock
 from automations.config import Settings
 from automations.core import JOB_NAMES, MAILBOX_POSITION, STATUS, Inbox, Result, SendKey, SendState
@@ -43,8 +45,9 @@ from automations.mail.transport import (
     make_transport,
 )
 from automations.model import Book, read_book, require_layout
+from automations.rebuild import sends_on_log
 from automations.schema import TABS
-from automations.sheets.base import Backend, RowWrite
+from automations.sheets.base import Backend, Conflict, RowWrite, SheetRow, Table
 
 log = logging.getLogger("partnerloop")
 
@@ -206,8 +209,7 @@ class _Run:
     def _read_inputs(self, now: datetime) -> JobInput:
         """The sheet (IDs assigned and written first), then the mailbox when the replies job runs."""
         self.world.progress("reading the sheet")
-        book = self.book = read_book(self.world.backend, self.settings)
-        require_layout(book, self.jobs)  # a tab lacking a column a job decides by: nothing is sent
+        book = self.book = self._read_book()
         self.world.progress(f"read {len(book.partners)} partners, {len(book.referrals)} referrals, "
                             f"{len(book.events)} events")
         self._write_new_ids(book)
@@ -221,9 +223,36 @@ class _Run:
                         delivered=self.ledger.keys(SendState.SENT, self.jobs),
                         resend=self.resend)
 
+    def _read_book(self) -> Book:
+        """The sheet, checked before anything is sent: every column the jobs decide by is there, the sheet
+        can be written back to, and an empty ledger first learns from the Log tab what went out already."""
+        book = read_book(self.world.backend, self.settings, ids_seen=self.ledger.ids_seen())
+        require_layout(book, self.jobs)  # a tab lacking a column a job decides by: nothing is sent
+        if self.dry_run:
+            return book
+        self.world.backend.ensure_writable()  # e.g. the workbook open in Excel: nothing is sent
+        if self.ledger.is_empty() and self._rebuild_ledger(book):
+            book = read_book(self.world.backend, self.settings, ids_seen=self.ledger.ids_seen())
+        return book
+
+    def _rebuild_ledger(self, book: Book) -> int:
+        """Record what the Log tab shows as sent in an empty ledger (a lost state dir); how many were added."""
+        title = self.settings.sheet.title("log")
+        log_tab = self.world.backend.read([title])[title]
+        if log_tab is None or not log_tab.rows:
+            return 0
+        added = self.ledger.rebuild(sends_on_log(log_tab, book, self.settings))
+        if added:
+            self.report.notes.append(f"the send ledger was empty (a new or lost [state] dir): {added} email(s) the "
+                                     "Log tab shows as sent are recorded, and none of them is sent again")
+        return added
+
     def _write_new_ids(self, book: Book) -> None:
         """Write new row IDs first; a row whose ID could not be written is not emailed this run."""
-        if not book.new_ids or self.dry_run:
+        if self.dry_run:
+            return
+        self.ledger.remember_ids(book.ids_high)  # a deleted row's ID is never given to a new row
+        if not book.new_ids:
             return
         report = self.world.backend.write(self._specs(), book.new_ids)
         self.report.lost += report.lost
@@ -470,7 +499,8 @@ class _Run:
         merged = merge_writes([*plan_writes, *self.writes, *_cells_of(fresh)], fallback=_cells_of(carried))
         self.world.progress(f"writing {len(merged)} row(s) back")
         with self.world.backend.batch():  # the xlsx workbook is saved once, here, or not at all
-            report = self.world.backend.write(self._specs(), merged)
+            report = self.world.backend.write(self._specs(), self._as_read(merged))
+            self._say_conflicts(report.conflicts)
             for plan in plans:
                 for key, rows in plan.appends.items():
                     self._append_records(key, rows)
@@ -481,9 +511,47 @@ class _Run:
         self.report.cells_written += report.cells
         self.report.lost += report.lost
         self.report.writes = merged
-        self.ledger.mark_written([r.key for r in (*fresh, *carried) if not r.written_back])
+        # A write-back whose row was not found (deleted, or its ID retyped meanwhile) stays pending.
+        self.ledger.mark_written([r.key for r in (*fresh, *carried)
+                                  if not r.written_back and (r.tab, r.key.row_id) not in report.lost_rows])
         self.ledger.mark_logged([r.key for r in logged])
         self._remember(plans)
+
+    def _as_read(self, writes: Sequence[RowWrite]) -> list[RowWrite]:
+        """Each write with what its cells held when this run read the sheet: the backend writes a cell only
+        while it still holds that (compare-and-set), so what staff typed meanwhile is never overwritten."""
+        assert self.book is not None
+        read: dict[tuple[str, str], tuple[Table, SheetRow]] = {}
+        for key, table in self.book.tables.items():
+            spec = TABS[key]
+            if spec.id_column is None:
+                continue
+            ids = [cells.one_line(table.get(row, spec.id_column)) for row in table.rows]
+            counts = Counter(ids)
+            for row, row_id in zip(table.rows, ids, strict=True):
+                if row_id and counts[row_id] == 1:  # a duplicated ID is written by content, not compared
+                    read[(table.title, row_id)] = (table, row)
+        out = []
+        for write in writes:
+            found = read.get((write.tab, write.row_id)) if write.match is None else None
+            if found is None:
+                out.append(write)
+                continue
+            table, row = found
+            out.append(replace(write, expected={c: table.get(row, c) for c in write.values if table.has(c)}))
+        return out
+
+    def _say_conflicts(self, conflicts: Sequence[Conflict]) -> None:
+        """Tell the rows whose cells staff changed during the run that those were left as staff wrote them."""
+        by_row: dict[tuple[str, str], list[str]] = {}
+        for conflict in conflicts:
+            by_row.setdefault((conflict.tab, conflict.row_id), []).append(conflict.column)
+            self.report.notes.append(str(conflict))
+        notes = [RowWrite(tab, row_id, {STATUS: f"{', '.join(columns)} changed in the sheet during the run: "
+                                                 "left as staff wrote it"})
+                 for (tab, row_id), columns in by_row.items() if STATUS not in columns]
+        if notes:
+            self.world.backend.write(self._specs(), notes)
 
     def _append_log(self, records: Sequence[SendRecord]) -> list[SendRecord]:
         """The Log tab's line for each email sent or refused, in one append, skipping any line the Log

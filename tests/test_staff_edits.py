@@ -17,12 +17,13 @@ import pytest
 from automations.check import init_sheet
 from automations.cli import main
 from automations.config import Settings
+from automations.errors import SheetError
 from automations.executor import World, run_jobs
 from automations.mail.ledger import Ledger
 from automations.model import Book, read_book
 from automations.schema import PARTNERS
 from automations.sheets import open_backend
-from tests.conftest import make_settings
+from tests.conftest import Staff, make_settings
 from tests.support.configs import config_for
 
 TZ = ZoneInfo("America/Chicago")
@@ -297,3 +298,105 @@ def test_layout_problems_name_tab_column_and_fix() -> None:
     assert layout_problems({"partners": empty, "referrals": None}, titles, ["discharge"]) == [
         "Referrals tab not found; run `partnerloop init` to add it"]
     assert layout_problems({"partners": partners}, titles, ["outreach"]) == []
+
+
+# -- the executor and the sheet staff keep editing ------------------------------------------------------
+def prospect(pid: str, address: str, **cells: Any) -> dict[str, Any]:
+    return {"Partner ID": pid, "Business": f"Studio {pid}", "Contact name": "Ana Diaz", "Email": address,
+            "Stage": "Prospect", **cells}
+
+
+def run_at(settings: Settings, jobs: list[str], day: int = 0, **world: Any) -> Any:
+    now = datetime.combine(d(day), time(9, 0), TZ)
+    return run_jobs(World(settings=settings, backend=open_backend(settings),
+                          ledger=Ledger.in_state_dir(settings.state_dir), clock=lambda: now, **world), jobs)
+
+
+def sent(settings: Settings) -> list[tuple[str, str]]:
+    """(recipient, template) of every email in the outbox."""
+    out = []
+    for path in sorted(settings.email.outbox_dir.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes())
+        out += [(a.lower(), str(message["X-Partnerloop-Template"])) for _, a in getaddresses(message.get_all("To", []))]
+    return sorted(out)
+
+
+def test_a_workbook_open_elsewhere_holds_the_whole_run_and_staff_edits_survive(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, [prospect("P-0001", "one@studio.example"), prospect("P-0002", "two@studio.example")])
+    lock = settings.sheet.path.with_name(f".~lock.{settings.sheet.path.name}#")
+    lock.write_text("staff,desk-pc")
+    with pytest.raises(SheetError, match="open in another program"):
+        run_at(settings, ["outreach"])
+    assert sent(settings) == [] and Ledger.in_state_dir(settings.state_dir).is_empty()
+    Staff(settings).edit("Partners", "P-0002", Stage="Declined")  # staff, in LibreOffice, then close it
+    lock.unlink()
+    run_at(settings, ["outreach"])
+    assert sent(settings) == [("one@studio.example", "outreach_intro")]
+    assert {p.id: p.stage for p in book_of(settings).partners} == {"P-0001": "Contacted", "P-0002": "Declined"}
+
+
+def test_a_new_row_never_takes_the_id_of_a_deleted_one(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, [active("P-0001", "Run Club", "run@club.example")],
+                     referrals=[{"Referral ID": "R-0001", "Direction": "In", "Partner": "Run Club",
+                                 "Patient first name": "Sam"},
+                                {"Referral ID": "R-0002", "Direction": "In", "Partner": "Run Club",
+                                 "Patient first name": "Kim"}])
+    run_at(settings, ["referrals_in"])
+    staff = Staff(settings)
+    grid = staff.grid("Referrals")
+    staff.replace("Referrals", [row for row in grid if row[0] != "R-0002"])  # staff delete Kim's row ...
+    staff.add("Referrals", Direction="In", Partner="Run Club", Patient_first_name="Lee")  # ... and type Lee's
+    run_at(settings, ["referrals_in"], day=1)
+    lee = next(r for r in book_of(settings).referrals if r.patient_first_name == "Lee")
+    assert lee.id == "R-0003" and lee.status.startswith("Thank-you sent")
+    assert sent(settings).count(("run@club.example", "referral_thanks")) == 3
+
+
+def test_a_write_back_whose_row_was_not_found_stays_pending_until_it_lands(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, [prospect("P-0001", "one@studio.example")])
+    staff = Staff(settings)
+
+    def retype_during_the_run(line: str) -> None:
+        if line.startswith("writing"):
+            staff.edit("Partners", "P-0001", Partner_ID="P-0100")
+
+    report = run_at(settings, ["outreach"], progress=retype_during_the_run)
+    assert any("P-0001: row not found" in line for line in report.lost)
+    staff.edit("Partners", "P-0100", Partner_ID="P-0001")  # staff put it back
+    run_at(settings, ["outreach"], day=1)
+    [partner] = book_of(settings).partners
+    assert partner.stage == "Contacted" and partner.status.startswith(f"Intro sent {d(0).isoformat()}")
+    assert partner.next_follow_up == d(7)  # the follow-ups will come: the write-back landed
+    assert sent(settings) == [("one@studio.example", "outreach_intro")]
+
+
+def test_a_cell_staff_change_during_the_run_is_left_and_the_row_says_so(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, [prospect("P-0001", "one@studio.example")])
+    staff = Staff(settings)
+
+    def decline_during_the_run(line: str) -> None:
+        if line.startswith("writing"):
+            staff.edit("Partners", "P-0001", Stage="Declined")
+
+    run_at(settings, ["outreach"], progress=decline_during_the_run)
+    [partner] = book_of(settings).partners
+    assert partner.stage == "Declined"
+    assert partner.status == "Stage changed in the sheet during the run: left as staff wrote it"
+
+
+def test_a_lost_state_dir_resends_nothing_the_log_shows(tmp_path: Path) -> None:
+    partners = [prospect("P-0001", "one@studio.example"),
+                active("P-0002", "Warm Yoga", "hello@warmyoga.example", Stage="Meeting", **{"Meeting date": d(3)}),
+                active("P-0003", "Core Gym", "core@gym.example", Stage="Agreement")]
+    settings = sheet(tmp_path, partners, events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2),
+                                                  "Partner": "Core Gym"}])
+    run_at(settings, ["outreach", "events", "digest"])
+    first = sent(settings)
+    assert {t for _, t in first} == {"outreach_intro", "meeting_confirmation", "partnership_welcome",
+                                     "event_reminder", "owner_digest"}
+    import shutil
+
+    shutil.rmtree(settings.state_dir)
+    report = run_at(settings, ["outreach", "events", "digest"])
+    assert sent(settings) == first
+    assert any("Log tab shows as sent are recorded" in note for note in report.notes)

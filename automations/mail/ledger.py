@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS bounces (to_hash TEXT PRIMARY KEY, bounced_on TEXT NO
 
 
 FOUND_IN_MAILBOX = "found in the clinic's sent mail"  # the result of a send settled from the mailbox
+REBUILT_FROM_LOG = "on the Log tab (state dir rebuilt)"  # the result of a send recorded from the Log
+IDS_KEY = "ids_seen"  # kv: the highest row ID number seen per prefix
 
 
 class Claim(StrEnum):
@@ -239,6 +241,42 @@ class Ledger:
 
     def sent_in_last_day(self, now: datetime) -> int:
         return self.sent_since(now - timedelta(hours=24))
+
+    # -- row IDs ever seen, and the ledger rebuilt from the Log tab -------------------------------------
+    def ids_seen(self) -> dict[str, int]:
+        """ID prefix (P, R, E) -> the highest number any row ID had that the ledger has seen."""
+        seen: dict[str, int] = json.loads(self.get_value(IDS_KEY) or "{}")
+        for (row_id,) in self.db.execute("SELECT DISTINCT row_id FROM sends"):
+            prefix, _, number = str(row_id).partition("-")
+            if number.isdigit() and len(prefix) == 1:
+                seen[prefix] = max(seen.get(prefix, 0), int(number))
+        return seen
+
+    def remember_ids(self, highest: Mapping[str, int]) -> None:
+        seen = self.ids_seen()
+        self.set_value(IDS_KEY, json.dumps({p: max(n, seen.get(p, 0)) for p, n in {**seen, **highest}.items()},
+                                           sort_keys=True))
+
+    def is_empty(self) -> bool:
+        """True for a new (or lost and recreated) state dir: no send recorded at all."""
+        return self.db.execute("SELECT 1 FROM sends LIMIT 1").fetchone() is None
+
+    def rebuild(self, sent: Sequence[tuple[SendKey, str, str, str, datetime]]) -> int:
+        """Record sends the Log tab shows (key, template, address or "", Message-ID, when) as delivered
+        and written back, so a lost state dir re-sends nothing; returns how many were new."""
+        added = 0
+        with self._tx():
+            for key, template, address, message_id, when in sent:
+                cur = self.db.execute(
+                    "INSERT OR IGNORE INTO sends (job,row_id,step,state,attempt,template,to_hash,tab,match,message_id,"
+                    "result,claimed_at,settled_at,writeback,log_row,written_back,logged) "
+                    "VALUES (?,?,?,'sent',1,?,?,'',NULL,?,?,?,?,'{}','[]',1,1)",
+                    (key.job, key.row_id, key.step, template, address_hash(address) if address else "", message_id,
+                     REBUILT_FROM_LOG, _utc(when), when.isoformat()))
+                if cur.rowcount:
+                    added += 1
+                    self.db.execute("INSERT INTO deliveries (at, job) VALUES (?, ?)", (_utc(when), key.job))
+        return added
 
     # -- outreach memory, job health ---------------------------------------------------------------
     def seen_stages(self) -> dict[str, str]:
