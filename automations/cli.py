@@ -149,6 +149,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
     from automations.executor import run_jobs
+    from automations.model import hide_values
 
     stopped: list[int] = []  # the signal that asked partnerloop to stop, once one has
 
@@ -174,8 +175,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             to = e.log_to if e.recipient == "patient" else e.to_email
             say(f"  would {'send' if outcome.result == 'dry-run' else outcome.result}: {e.job} {e.row.row_id} "
                 f"{e.template} to {to}" + (f" ({outcome.detail})" if outcome.result != "dry-run" else ""))
+        patients = settings.sheet.title("referrals")  # its cells are not printed (as `check` does)
         for write in report.writes:
-            cells = ", ".join(f"{k} = {v}" for k, v in write.values.items())
+            cells = ", ".join(f"{k} = {hide_values(str(v)) if write.tab == patients else v}"
+                              for k, v in write.values.items())
             say(f"  would write {write.tab} {write.row_id}: {cells}")
     for line in report.summary():
         say(line)

@@ -140,9 +140,13 @@ class Problem:
 
     def redacted(self) -> str:
         """The line without the cell values it quotes: safe to print where logs may keep it."""
-        hidden = re.sub(r"'[^']*'|\"[^\"]*\"", "(value hidden)", self.message)
-        hidden = re.sub(r"\s*\(There .*?\)|\s*\(The .*?\)", "", hidden)  # the address checker's detail
-        return f"{self.ref.tab} {self.ref.label}: {hidden}; see the row's Automation status"
+        return f"{self.ref.tab} {self.ref.label}: {hide_values(self.message)}; see the row's Automation status"
+
+
+def hide_values(message: str) -> str:
+    """A sentence about a row of patient data without the cell values it quotes (printed output may be kept)."""
+    hidden = re.sub(r"'[^']*'|\"[^\"]*\"", "(value hidden)", message)
+    return re.sub(r"\s*\(There .*?\)|\s*\(The .*?\)", "", hidden)  # the address checker's detail
 
 
 @dataclass

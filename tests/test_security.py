@@ -329,8 +329,14 @@ def test_check_and_run_print_no_mistyped_patient_address(tmp_path: Path) -> None
     seed_sheet(settings, **rows)
     config = config_for(tmp_path / "check.toml", settings)
     check = partnerloop("--config", str(config), "check", "--now", "2026-11-27T10:00", cwd=tmp_path)
+    dry = partnerloop("--config", str(config), "run", "--all", "--dry-run", "--now", "2026-11-27T10:00", cwd=tmp_path)
+    preview = partnerloop("--config", str(config), "preview", "referrals_in", "--now", "2026-11-27T10:00", cwd=tmp_path)
     run = partnerloop("--config", str(config), "run", "--all", "--now", "2026-11-27T10:00", cwd=tmp_path)
-    assert check.returncode == 1 and run.returncode == 0, run.stderr
-    assert "Referrals R-0001" in check.stdout
-    printed = check.stdout + check.stderr + run.stdout + run.stderr
+    assert check.returncode == 1 and run.returncode == 0 and dry.returncode == 0, run.stderr + dry.stderr
+    assert "Referrals R-0001" in check.stdout and "would send" in dry.stdout
+    assert "=== referrals_in" in preview.stdout and "[Patient first name]" in preview.stdout
+    printed = "".join(p.stdout + p.stderr for p in (check, dry, preview, run))
     assert "jordan.blake@mail" not in printed and "Morgan" not in printed
+    patients = [r for r in rows["referrals"] if r.get("Direction") == "In"]
+    for name in {str(r["Patient first name"]) for r in patients} - {"=Morgan"}:
+        assert name not in preview.stdout, name
