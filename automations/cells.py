@@ -6,6 +6,7 @@ returns a clean value, or raises CellError saying what is wrong and what to writ
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -20,7 +21,12 @@ SERIAL_EPOCH = date(1899, 12, 30)  # day 0 of Google Sheets and Excel (1900 syst
 
 def normalise_header(text: Any) -> str:
     """Header text as matched: case, spaces and a trailing `*` ignored ("Partner ID *" -> "partnerid")."""
-    return re.sub(r"\s+", "", str(text or "")).rstrip("*").lower()
+    return _normalised(str(text or ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised(text: str) -> str:
+    return re.sub(r"\s+", "", text).rstrip("*").lower()  # asked for every cell read: computed once per text
 
 
 def is_blank(value: Any) -> bool:
@@ -113,10 +119,19 @@ def parse_email(value: Any, column: str) -> str | None:
     raw = text(value)
     if "\n" in raw or "\r" in raw or "," in raw or ";" in raw:
         raise CellError(f"{column} must hold one address; put others on their own rows")
+    valid, reason = _checked_address(raw)
+    if reason:
+        raise CellError(f"{column} {raw[:60]!r} is not a valid address ({reason})")
+    return valid
+
+
+@functools.lru_cache(maxsize=65536)
+def _checked_address(raw: str) -> tuple[str, str]:
+    """(normalised address, "") or ("", why not): each address text is checked once per process."""
     try:
-        return validate_email(raw, check_deliverability=False).normalized
+        return validate_email(raw, check_deliverability=False).normalized, ""
     except EmailNotValidError as exc:
-        raise CellError(f"{column} {raw[:60]!r} is not a valid address ({exc})") from None
+        return "", str(exc)
 
 
 def parse_choice(value: Any, column: str, choices: tuple[str, ...]) -> str | None:
