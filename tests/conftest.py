@@ -255,3 +255,19 @@ def staff_for(request: pytest.FixtureRequest) -> Callable[[Settings], Staff]:
         return Staff(settings, emulator)
 
     return make
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Poll *condition* (a real process or server doing its work) until it holds; fail after *seconds*."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def seed_prospects(settings: Settings, n: int) -> None:
+    """A sheet of *n* Prospect partners (P-0001 ... with coach<i>@studio<i>.example), nothing else."""
+    seed_sheet(settings, partners=[{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
+                                    "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"}
+                                   for i in range(1, n + 1)])

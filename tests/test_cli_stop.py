@@ -6,9 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -16,30 +14,17 @@ from automations.config import Settings
 from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import REPO, make_settings, seed_sheet
+from tests.conftest import REPO, make_settings, seed_prospects, wait_for
 from tests.support.configs import config_for
 from tests.support.smtp_server import SmtpServer
 
 N = 30
 
 
-def seed_prospects(settings: Settings, n: int) -> None:
-    seed_sheet(settings, [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
-                           "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)])
-
-
 def smtp_config(tmp_path: Path, settings: Settings, smtp: SmtpServer, **email: object) -> Path:
     return config_for(tmp_path / "run.toml", settings,
                       email={"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none",
                              "timeout": 10, "daily_limit": 1000, "send_window": "Mon-Sun 00:00-23:59", **email})
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 def partnerloop(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

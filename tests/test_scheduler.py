@@ -20,7 +20,7 @@ from automations.locks import JobLock
 from automations.model import read_book
 from automations.scheduler import Daemon, add_line
 from automations.sheets import open_backend
-from tests.conftest import REPO, google_settings, make_settings, seed_sheet
+from tests.conftest import REPO, google_settings, make_settings, seed_prospects, wait_for
 from tests.support.configs import config_for
 from tests.support.smtp_server import SmtpServer, email_section
 
@@ -77,24 +77,10 @@ def daemon_config(tmp_path: Path, settings: Settings, smtp: SmtpServer, schedule
                       email=email_section(smtp, timeout=10, daily_limit=1000, send_window="Mon-Sun 00:00-23:59"))
 
 
-def seed_prospects(settings: Settings, n: int) -> None:
-    rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
-             "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)]
-    seed_sheet(settings, partners=rows)
-
-
 def start(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "automations", "--config", str(config), *args],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 def test_sigterm_mid_run_then_restart_sends_each_email_once_and_loses_no_write_back(
