@@ -247,6 +247,13 @@ class SmtpTransport(_Managed):
                 f"{self.where}: no answer after the message was handed over ({_reason(exc)}); "
                 "it may or may not be delivered, so it is not sent again automatically"
             ) from None
+        if not 200 <= code <= 599:  # not an SMTP reply: the server may have taken the message, or not
+            self._discard()
+            raise OutcomeUnknown(
+                f"{self.where}: the answer after the message was handed over is not an SMTP reply "
+                f"({_text(reply, recipient)[:60]!r}); it may or may not be delivered, so it is not sent again "
+                "automatically"
+            )
         if code != 250:
             self._refused(smtp, code, reply, "end of DATA", recipient)
         return _one_line(f"{code} {_text(reply, recipient)}")[:200]
