@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from automations.config import JOB_NAMES, Settings
+from automations.config import Settings
+from automations.core import JOB_NAMES
 from automations.model import Book, Problem, read_book
 from automations.schema import TABS
 from automations.sheets.base import Backend, RowWrite

@@ -269,8 +269,8 @@ def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_orde
         book.opted_out = frozenset(_optouts(tables["optouts"], book))
     if "partners" in tables:
         parsed = _rows(tables["partners"], PARTNERS, book)
-        _flag_shared_business(parsed)
         book.partners = [_partner(r) for r in parsed]
+        shared = _shared_business(parsed)
     index = PartnerIndex(book.partners)
     if "referrals" in tables:
         book.referrals = [_referral(r, index) for r in _rows(tables["referrals"], REFERRALS, book)]
@@ -278,6 +278,8 @@ def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_orde
         book.events = [_event(r, index) for r in _rows(tables["events"], EVENTS, book)]
     for row in book.rows():
         book.problems += [Problem(row.ref, message) for message in row.problems]
+    if "partners" in tables:
+        book.problems += shared
     return book
 
 
@@ -361,17 +363,17 @@ def _partner(p: _Parsed) -> Partner:
     )
 
 
-def _flag_shared_business(partners: list[_Parsed]) -> None:
-    """Two rows with one Business: both get a problem, since a Partner cell naming it cannot tell them apart."""
+def _shared_business(partners: list[_Parsed]) -> list[Problem]:
+    """Two rows with one Business: both reported (by `check`), since a Partner cell naming it cannot tell
+    them apart; each partner's own emails still go (two branches of one gym are two partners)."""
     rows: dict[str, list[_Parsed]] = {}
     for p in partners:
         if p.values["Business"]:
             rows.setdefault(p.values["Business"].strip().casefold(), []).append(p)
-    for same in rows.values():
-        for p in same if len(same) > 1 else ():
-            others = ", ".join(o.ref.label for o in same if o is not p)
-            p.problems.append(f"Business {p.values['Business'][:40]!r} is also on {others}; give each partner "
-                              "its own Business name, or delete the duplicate row")
+    return [Problem(p.ref, f"Business {p.values['Business'][:40]!r} is also on "
+                           f"{', '.join(o.ref.label for o in same if o is not p)}; give each partner its own "
+                           "Business name, or delete the duplicate row")
+            for same in rows.values() if len(same) > 1 for p in same]
 
 
 def _squashed(text: str) -> str:
