@@ -16,12 +16,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class Sink:
-    """Accepts every message; counts messages, bytes and client connections, and when each arrived."""
+    """Accepts every message; counts messages, bytes and client connections, and when each arrived.
+
+    `last` keeps the most recent message as received, so a bench can show what one message looked like.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages = 0
         self.bytes = 0
+        self.last = b""
         self.arrivals: list[float] = []
         self.peers: set[str] = set()
 
@@ -29,6 +33,7 @@ class Sink:
         with self.lock:
             self.messages += 1
             self.bytes += len(envelope.original_content or b"")
+            self.last = envelope.original_content or b""
             self.arrivals.append(time.perf_counter())
             self.peers.add(str(session.peer))
         return "250 OK"
