@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiosmtpd.controller import Controller
-from common import REPO, Sink, free_port
+from common import REPO, Sink, outreach_workbook, prospect_rows, running_sink
 
 NOW = "2026-11-27T10:00"
 CLINIC_NAME = "Riverside Physical Therapy"
@@ -73,13 +72,7 @@ To stop hearing from us, reply with "unsubscribe".
 """
 
 
-@dataclass(frozen=True)
-class Contact:
-    partner_id: str
-    business: str
-    name: str
-    email: str
-    why: str
+Rows = list[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -88,12 +81,6 @@ class Timing:
     seconds: float
     received: int
     message_bytes: int
-
-
-def contacts(n: int) -> list[Contact]:
-    """The N prospects every part sends to (the same for partnerloop, mailmerge and smtplib)."""
-    return [Contact(f"P-{i:05d}", f"Studio {i}", f"Coach {i}", f"coach{i}@studio{i}.example",
-                    "strength work after rehab") for i in range(1, n + 1)]
 
 
 def received_since(sink: Sink, before: int) -> int:
@@ -110,28 +97,7 @@ def check(timing: Timing, n: int) -> Timing:
 # --- partnerloop ----------------------------------------------------------------------------
 
 
-def outreach_workbook(folder: Path, port: int, people: list[Contact]) -> Path:
-    """A config and xlsx workbook in *folder*: N due Prospect intros, SMTP to the sink; returns the config."""
-    from automations.check import init_sheet
-    from automations.config import settings_from_dict
-    from automations.sheets import open_backend
-    from tests.support.configs import write_config
-
-    folder.mkdir(parents=True, exist_ok=True)
-    # No owner_email: the owner's digest would be one more message than the N intros measured.
-    config = write_config(folder / "settings.toml", clinic={"owner_email": ""},
-                          sheet={"backend": "xlsx", "path": "bench.xlsx"},
-                          email={"transport": "smtp", "host": "127.0.0.1", "port": port, "security": "none",
-                                 "daily_limit": len(people) + 10, "send_window": "Mon-Sun 00:00-23:59"},
-                          state={"dir": "state"})
-    settings = settings_from_dict({"sheet": {"backend": "xlsx", "path": "bench.xlsx"}}, config)
-    rows = [{"Partner ID": c.partner_id, "Business": c.business, "Contact name": c.name, "Email": c.email,
-             "Stage": "Prospect", "Why partner": c.why} for c in people]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
-    return config
-
-
-def run_partnerloop(folder: Path, port: int, sink: Sink, people: list[Contact]) -> Timing:
+def run_partnerloop(folder: Path, port: int, sink: Sink, people: Rows) -> Timing:
     config = outreach_workbook(folder, port, people)
     before = sink.messages
     started = time.perf_counter()
@@ -147,7 +113,7 @@ def run_partnerloop(folder: Path, port: int, sink: Sink, people: list[Contact]) 
 # --- mailmerge ------------------------------------------------------------------------------
 
 
-def mailmerge_job(folder: Path, port: int, people: list[Contact]) -> tuple[Path, Path, Path]:
+def mailmerge_job(folder: Path, port: int, people: Rows) -> tuple[Path, Path, Path]:
     """mailmerge's three files: a markdown template (sent as text + HTML), a CSV database, a server config."""
     folder.mkdir(parents=True, exist_ok=True)
     template = folder / "template.txt"
@@ -159,7 +125,7 @@ def mailmerge_job(folder: Path, port: int, people: list[Contact]) -> tuple[Path,
     with database.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["email", "name", "business", "why"])
-        writer.writerows([c.email, c.name, c.business, c.why] for c in people)
+        writer.writerows([p["Email"], p["Contact name"], p["Business"], p["Why partner"]] for p in people)
     config = folder / "server.conf"
     # No security line: mailmerge then sends in the clear with no login, as partnerloop does here.
     config.write_text(f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\n", encoding="utf-8")
@@ -171,7 +137,7 @@ def mailmerge_version(command: str) -> str:
     return (run.stdout or run.stderr).strip()
 
 
-def run_mailmerge(command: str, folder: Path, port: int, sink: Sink, people: list[Contact]) -> Timing:
+def run_mailmerge(command: str, folder: Path, port: int, sink: Sink, people: Rows) -> Timing:
     template, database, config = mailmerge_job(folder, port, people)
     before = sink.messages
     started = time.perf_counter()
@@ -187,19 +153,20 @@ def run_mailmerge(command: str, folder: Path, port: int, sink: Sink, people: lis
 # --- raw smtplib ----------------------------------------------------------------------------
 
 
-def plain_message(contact: Contact) -> EmailMessage:
-    body = BODY.format(name=contact.name, business=contact.business, why=contact.why)
+def plain_message(partner: dict[str, str]) -> EmailMessage:
+    """The mailmerge letter for *partner* as text + HTML, built with the standard library alone."""
+    body = BODY.format(name=partner["Contact name"], business=partner["Business"], why=partner["Why partner"])
     message = EmailMessage()
     message["From"] = f"{CLINIC_NAME} <{FROM}>"
-    message["To"] = contact.email
-    message["Subject"] = SUBJECT.format(business=contact.business)
+    message["To"] = partner["Email"]
+    message["Subject"] = SUBJECT.format(business=partner["Business"])
     message.set_content(body)
     message.add_alternative("<p>" + body.replace("\n\n", "</p>\n<p>") + "</p>", subtype="html")
     return message
 
 
-def run_smtplib(port: int, sink: Sink, people: list[Contact]) -> Timing:
-    messages = [plain_message(c) for c in people]
+def run_smtplib(port: int, sink: Sink, people: Rows) -> Timing:
+    messages = [plain_message(p) for p in people]
     before = sink.messages
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as smtp:
@@ -245,7 +212,7 @@ def profile_key(module: str, path: str) -> FunctionKey | None:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
-def profile_outreach(folder: Path, port: int, sink: Sink, people: list[Contact], clock_name: str) -> pstats.Stats:
+def profile_outreach(folder: Path, port: int, sink: Sink, people: Rows, clock_name: str) -> pstats.Stats:
     """The outreach job run in-process (as `run outreach --now` would) under cProfile."""
     from automations.config import load_settings
     from automations.executor import World, run_jobs
@@ -366,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.messages
     sys.path.insert(0, str(REPO))
-    people = contacts(n)
+    people = prospect_rows(n)
     command = find_mailmerge(args.mailmerge)
     print(f"{n} outreach intros to one aiosmtpd sink on 127.0.0.1; {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}")
@@ -376,23 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"mailmerge: {command} ({mailmerge_version(command)})")
 
-    sink = Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            timings = [run_partnerloop(folder / "partnerloop", port, sink, people)]
-            if command is not None:
-                timings.append(run_mailmerge(command, folder / "mailmerge", port, sink, people))
-            timings.append(run_smtplib(port, sink, people))
-            print_table(timings, n)
-            stats = profile_outreach(folder / "profile", port, sink, people, args.profile_clock)
-            print_profile(stats, n, args.top, args.profile_clock)
-            print(f"\nSQLite commit (WAL, synchronous=FULL) on {folder}: {fsync_per_commit(folder):.2f} ms")
-    finally:
-        controller.stop()
+    with running_sink() as (sink, port), tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        timings = [run_partnerloop(folder / "partnerloop", port, sink, people)]
+        if command is not None:
+            timings.append(run_mailmerge(command, folder / "mailmerge", port, sink, people))
+        timings.append(run_smtplib(port, sink, people))
+        print_table(timings, n)
+        stats = profile_outreach(folder / "profile", port, sink, people, args.profile_clock)
+        print_profile(stats, n, args.top, args.profile_clock)
+        print(f"\nSQLite commit (WAL, synchronous=FULL) on {folder}: {fsync_per_commit(folder):.2f} ms")
     return 0
 
 
