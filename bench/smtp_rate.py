@@ -22,8 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from aiosmtpd.controller import Controller
-from common import REPO, Sink, free_port, run_all
+from common import REPO, outreach_workbook, prospect_rows, run_all, running_sink
 
 NOW = "2026-11-27T10:00"
 
@@ -37,36 +36,12 @@ def transport_alone(n: int) -> str:
 
 
 def whole_run(n: int) -> tuple[int, float, float, int]:
-    sys.path.insert(0, str(REPO))
-    from automations.check import init_sheet
-    from automations.config import settings_from_dict
-    from automations.sheets import open_backend
-    from tests.support.configs import write_config
-
-    sink = Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            # No owner_email: the owner's digest would be one more message than the N intros measured.
-            config = write_config(folder / "settings.toml", clinic={"owner_email": ""},
-                                  sheet={"backend": "xlsx", "path": "bench.xlsx"},
-                                  email={"transport": "smtp", "host": "127.0.0.1", "port": port, "security": "none",
-                                         "daily_limit": n + 10, "send_window": "Mon-Sun 00:00-23:59"},
-                                  state={"dir": "state"})
-            settings = settings_from_dict({"sheet": {"backend": "xlsx", "path": "bench.xlsx"}}, config)
-            prospects = [{"Partner ID": f"P-{i:05d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
-                          "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect",
-                          "Why partner": "strength work after rehab"} for i in range(1, n + 1)]
-            init_sheet(open_backend(settings), settings, {"partners": prospects})
-            run, wall = run_all(config, NOW)
-            if run.returncode != 0:
-                raise SystemExit(run.stdout + run.stderr)
-            sent = int(re.search(r"sent (\d+) email", run.stdout).group(1))  # type: ignore[union-attr]
-    finally:
-        controller.stop()
+    with running_sink() as (sink, port), tempfile.TemporaryDirectory() as tmp:
+        config = outreach_workbook(Path(tmp), port, prospect_rows(n))
+        run, wall = run_all(config, NOW)
+        if run.returncode != 0:
+            raise SystemExit(run.stdout + run.stderr)
+        sent = int(re.search(r"sent (\d+) email", run.stdout).group(1))  # type: ignore[union-attr]
     arrivals = sorted(sink.arrivals)
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
     return sent, span, wall, len(sink.peers)
