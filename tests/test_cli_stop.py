@@ -14,7 +14,7 @@ from automations.config import Settings
 from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import REPO, make_settings, seed_prospects, wait_for
+from tests.conftest import REPO, make_settings, seed_prospects, seed_sheet, wait_for
 from tests.support.configs import config_for
 from tests.support.smtp_server import SmtpServer
 
@@ -78,3 +78,23 @@ def test_a_missing_password_claims_nothing_and_a_fixed_config_sends_everything(
                                env={**env, "PL_TEST_SMTP_PASSWORD": "s3cret", "PYTHONPATH": str(REPO)})
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
         assert sorted(r for m in smtp.messages for r in m.recipients) == [f"coach{i}@studio{i}.example" for i in (1, 2, 3)]
+
+
+def test_two_jobs_started_together_keep_the_daily_limit_and_log_each_email_once(tmp_path: Path, smtp: SmtpServer) -> None:
+    settings = make_settings(tmp_path)
+    seed_sheet(settings, partners=[{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
+                                    "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, 9)]
+               + [{"Partner ID": "P-0100", "Business": "Run Club", "Email": "run@club.example", "Stage": "Active"}],
+               referrals=[{"Referral ID": f"R-{i:04d}", "Direction": "In", "Partner": "Run Club",
+                           "Patient first name": f"Pat {i}"} for i in range(1, 9)])
+    smtp.delay(0.05)
+    config = smtp_config(tmp_path, settings, smtp, daily_limit=5)
+    runs = [partnerloop(config, "run", job) for job in ("outreach", "referrals_in")]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert len(smtp.messages) == 5
+    log = open_backend(settings).read(["Log"])["Log"]
+    assert log is not None
+    ids = [str(log.get(r, "Message-ID")) for r in log.rows]
+    assert len(ids) == len(set(ids)) == 5
+    assert sorted(ids) == sorted(str(m.message["Message-ID"]) for m in smtp.messages)
