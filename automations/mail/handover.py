@@ -5,12 +5,12 @@ sign-in can use them without importing the SMTP transport (and it them).
 
 from __future__ import annotations
 
-from email import policy
 from email.message import EmailMessage
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from automations.errors import MailError
+from automations.mail.message import SMTP_POLICY
 
 
 class RecipientRefused(ValueError):
@@ -83,7 +83,7 @@ def envelope(message: EmailMessage) -> tuple[str, str]:
 
 def message_bytes(message: EmailMessage, *, utf8: bool = False) -> bytes:
     """The message as sent on the wire and stored in .eml files (CRLF line ends)."""
-    return message.as_bytes(policy=policy.SMTP.clone(utf8=utf8))
+    return message.as_bytes(policy=SMTP_POLICY.clone(utf8=utf8) if utf8 else SMTP_POLICY)
 
 
 # --- outbox -------------------------------------------------------------------------------

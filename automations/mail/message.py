@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from email import policy
+from email import headerregistry, policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -22,6 +22,24 @@ from automations.config import ClinicSettings
 from automations.mail.render import Rendered
 
 TEMPLATE_HEADER = "X-Partnerloop-Template"
+
+
+class _HeaderClasses(headerregistry.HeaderRegistry):
+    """The standard header classes, each made once: the stock registry builds a new class for every
+    header it is asked for, which was a tenth of the time spent building a message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        if key not in self._made:
+            self._made[key] = super().__getitem__(name)
+        return self._made[key]
+
+
+SMTP_POLICY = policy.SMTP.clone(header_factory=_HeaderClasses())
 
 
 def build_message(
@@ -40,7 +58,7 @@ def build_message(
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the send time must carry a time zone")
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=SMTP_POLICY)
     message["Message-ID"] = make_msgid(domain=_ascii_domain(clinic.domain))
     message["Date"] = format_datetime(now)
     message["From"] = mailbox(clinic.name, clinic.from_email, "[clinic] from_email")
