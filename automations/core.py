@@ -30,6 +30,7 @@ class Result(StrEnum):
     UNKNOWN = "unknown"  # handed over, answer lost: never sent again automatically
     BLOCKED = "blocked"  # never to this address (Opt-outs, Do not email, bounced)
     ERROR = "error"  # could not be rendered or built: the row says why
+    CHANGED = "changed"  # sent before for this ID when the row named someone else: staff decide
     DRY_RUN = "dry-run"  # would be sent (a dry run sends nothing)
 
 

@@ -109,7 +109,8 @@ class RunReport:
             reasons = sorted({o.detail for o in held})
             lines.append(f"held back {len(held)} email(s) for the next run: {'; '.join(reasons)}")
         for result, words in ((Result.REFUSED, "refused by the mail server"), (Result.UNKNOWN, "outcome unknown"),
-                              (Result.ERROR, "could not be written"), (Result.BLOCKED, "not sent: opted out")):
+                              (Result.ERROR, "could not be written"), (Result.BLOCKED, "not sent: opted out"),
+                              (Result.CHANGED, "not sent: the row's ID named someone else when it was sent")):
             rows = [o.email.row.row_id for o in self.outcomes if o.result == result]
             if rows:
                 lines.append(f"{len(rows)} {words}: {', '.join(sorted(set(rows)))}")
@@ -351,6 +352,8 @@ class _Run:
                            "Do not email")
         record = self.ledger.get(email.key)
         if record is not None and record.state == SendState.SENT:
+            if record.identity and email.row.identity and record.identity != email.row.identity:
+                return Verdict(Result.CHANGED, changed_status(email, record))
             return Verdict(Result.ALREADY)
         bounced = self.bounced_now.get(email.to_email.lower()) or self.ledger.bounced(email.to_email)
         if bounced is not None:
@@ -388,7 +391,8 @@ class _Run:
                                     tab=email.row.tab, match=email.row.match if not email.row.new else None,
                                     message_id=str(message["Message-ID"]), now=now,
                                     writeback={**email.on_sent, STATUS: self._sent_status(email)} if email.writes_back else {},
-                                    log_row=log_row, daily_limit=self.settings.email.daily_limit)
+                                    log_row=log_row, daily_limit=self.settings.email.daily_limit,
+                                    identity=email.row.identity)
         if claimed:
             return None
         if claimed == Claim.LIMIT:  # another run sent meanwhile
@@ -616,6 +620,14 @@ def _cells_of(records: Sequence[SendRecord]) -> list[RowWrite]:
 def remembered(ledger: Ledger) -> dict[str, str]:
     """What jobs asked the state dir to keep for them (the digest's figures, the mailbox position)."""
     return {key: value for key in ("digest", MAILBOX_POSITION) if (value := ledger.get_value(key))}
+
+
+def changed_status(email: Email, record: SendRecord) -> str:
+    """The row's status when its ID had this email sent while the row named someone else."""
+    when = (record.settled_at or record.claimed_at).date().isoformat()
+    return (f"Not sent: {email.label} went on {when} to the row that had ID {email.row.row_id} then, which named "
+            "someone else (the ID was reused or retyped). If this is a new row, clear its ID cell and a new ID is "
+            f"given; to send it anyway: `partnerloop resolve {email.row.row_id} --job {email.job} --resend`")
 
 
 def unknown_status(email: Email, mailbox: bool = False) -> str:

@@ -9,6 +9,7 @@ the ID is missing (a new one is assigned) or duplicated.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,6 +33,7 @@ class RowRef:
     number: int
     match: tuple[str, ...] | None = None  # the row's content: how a row with a duplicate ID is found
     new: bool = False  # the ID was assigned by this read; it is written before anything else
+    identity: str = ""  # who the row is about (see IDENTITY): an ID retyped onto another partner or patient shows
 
     @property
     def label(self) -> str:
@@ -312,11 +314,23 @@ def _rows(table: Table, spec: TabSpec, book: Book) -> list[_Parsed]:
                             "or clear the cell to have one assigned")
         else:
             seen[row_id] = row.number
-        ref = RowRef(table.title, row_id, row.number, match, new=match is not None and not problems)
+        ref = RowRef(table.title, row_id, row.number, match, new=match is not None and not problems,
+                     identity=identity(table, row, spec))
         values = {c.name: _cell(table, row, c, problems, book.date_order) for c in spec.columns if c.name != id_col}
         parsed.append(_Parsed(ref, values, problems))
     book.ids_high[spec.id_prefix] = max(book.ids_high.get(spec.id_prefix, 0), next_number - 1)
     return parsed
+
+
+IDENTITY = {"P": ("Business",), "R": ("Patient first name", "Patient last name"), "E": ("Event",)}
+"""The cells that say whom a row is about, by ID prefix: another value under the same ID is another row
+(a partner's Email may be corrected; its Business names it)."""
+
+
+def identity(table: Table, row: SheetRow, spec: TabSpec) -> str:
+    """A short hash of the row's identifying cells (no patient detail can be read back from it)."""
+    parts = [cells.normalise_header(cells.one_line(table.get(row, c))) for c in IDENTITY.get(spec.id_prefix, ())]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16] if any(parts) else ""
 
 
 def _id_number(row_id: str, prefix: str) -> int | None:

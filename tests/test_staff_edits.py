@@ -400,3 +400,24 @@ def test_a_lost_state_dir_resends_nothing_the_log_shows(tmp_path: Path) -> None:
     report = run_at(settings, ["outreach", "events", "digest"])
     assert sent(settings) == first
     assert any("Log tab shows as sent are recorded" in note for note in report.notes)
+
+
+def test_an_id_retyped_onto_another_patient_is_never_silently_skipped(tmp_path: Path) -> None:
+    settings = sheet(tmp_path, [active("P-0001", "Run Club", "run@club.example")],
+                     referrals=[{"Referral ID": "R-0001", "Direction": "In", "Partner": "Run Club",
+                                 "Patient first name": "Sam"}])
+    run_at(settings, ["referrals_in"])
+    staff = Staff(settings)
+    grid = staff.grid("Referrals")
+    staff.replace("Referrals", grid[:1])  # staff delete Sam's row, then type Lee's with the ID they remember
+    staff.add("Referrals", Referral_ID="R-0001", Direction="In", Partner="Run Club", Patient_first_name="Lee")
+    report = run_at(settings, ["referrals_in"], day=1)
+    [lee] = book_of(settings).referrals
+    assert lee.status.startswith("Not sent: Thank-you went on") and "named someone else" in lee.status
+    assert "1 not sent: the row's ID named someone else when it was sent: R-0001" in report.summary()
+    assert sent(settings) == [("run@club.example", "referral_thanks")]  # Sam's only, so far
+    staff.edit("Referrals", "R-0001", Referral_ID="")  # as the status says: a new row gets a new ID
+    run_at(settings, ["referrals_in"], day=2)
+    [lee] = book_of(settings).referrals
+    assert lee.id == "R-0002" and lee.status.startswith("Thank-you sent")
+    assert sent(settings) == [("run@club.example", "referral_thanks")] * 2

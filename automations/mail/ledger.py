@@ -89,6 +89,7 @@ class SendRecord:
     log_row: list[Any]
     written_back: bool
     logged: bool
+    identity: str = ""  # whom the row was about when claimed (model.identity); "" when unknown
 
 
 class Ledger:
@@ -102,6 +103,9 @@ class Ledger:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(sends)")}
+            if "identity" not in columns:  # a ledger made before rows carried their identity
+                self.db.execute("ALTER TABLE sends ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
         except sqlite3.Error as exc:
             raise PartnerloopError(f"{self.path}: cannot open the send ledger ({exc}); check [state] dir") from None
         self.db.row_factory = sqlite3.Row
@@ -126,7 +130,7 @@ class Ledger:
 
     def claim(self, key: SendKey, *, template: str, to_address: str, tab: str, match: Sequence[str] | None,
               message_id: str, now: datetime, writeback: Mapping[str, Any], log_row: Sequence[Any],
-              daily_limit: int | None = None) -> Claim:
+              daily_limit: int | None = None, identity: str = "") -> Claim:
         """Record the intent to send, with what a delivery writes back and logs; durable before it returns.
 
         Anything but Claim.CLAIMED (falsy) means this key must not be sent now: already sent or
@@ -149,11 +153,11 @@ class Ledger:
             attempt = 1 if row is None else row["attempt"] + 1
             self.db.execute(
                 "INSERT OR REPLACE INTO sends (job,row_id,step,state,attempt,template,to_hash,tab,match,message_id,"
-                "result,claimed_at,settled_at,writeback,log_row,written_back,logged) "
-                "VALUES (?,?,?,'sending',?,?,?,?,?,?,'',?,NULL,?,?,0,0)",
+                "result,claimed_at,settled_at,writeback,log_row,written_back,logged,identity) "
+                "VALUES (?,?,?,'sending',?,?,?,?,?,?,'',?,NULL,?,?,0,0,?)",
                 (key.job, key.row_id, key.step, attempt, template, to_hash, tab,
                  json.dumps(list(match)) if match is not None else None, message_id, _utc(now),
-                 _dumps(dict(writeback)), _dumps(list(log_row))))
+                 _dumps(dict(writeback)), _dumps(list(log_row)), identity))
         return Claim.CLAIMED
 
     def settle(self, key: SendKey, state: SendState, result: str, now: datetime,
@@ -391,5 +395,5 @@ def _record(row: sqlite3.Row) -> SendRecord:
         settled_at=datetime.fromisoformat(row["settled_at"]) if row["settled_at"] else None,
         writeback=_decode(json.loads(row["writeback"])) if row["writeback"] else {},
         log_row=_decode(json.loads(row["log_row"])) if row["log_row"] else [],
-        written_back=bool(row["written_back"]), logged=bool(row["logged"]),
+        written_back=bool(row["written_back"]), logged=bool(row["logged"]), identity=row["identity"] or "",
     )
