@@ -83,6 +83,9 @@ def envelope(message: EmailMessage) -> tuple[str, str]:
 
 def message_bytes(message: EmailMessage, *, utf8: bool = False) -> bytes:
     """The message as sent on the wire and stored in .eml files (CRLF line ends)."""
+    wire = getattr(message, "wire", None)  # written out directly by build_message
+    if isinstance(wire, bytes) and not utf8:
+        return wire
     return message.as_bytes(policy=SMTP_POLICY.clone(utf8=utf8) if utf8 else SMTP_POLICY)
 
 

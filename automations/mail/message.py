@@ -9,11 +9,14 @@ local part needs a server offering SMTPUTF8 (the transport checks).
 from __future__ import annotations
 
 import functools
+import uuid
 from datetime import datetime
-from email import headerregistry, policy
+from email import headerregistry, policy, quoprimime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.parser import BytesParser
+from email.utils import format_datetime, formataddr, make_msgid
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -58,13 +61,19 @@ def build_message(
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the send time must carry a time zone")
+    sender = mailbox(clinic.name, clinic.from_email, "[clinic] from_email")
+    reply_to = mailbox(clinic.name, clinic.reply_to, "[clinic] reply_to") if clinic.reply_to else None
+    recipient = mailbox(to_name, to_email)
+    if all(a.addr_spec.isascii() for a in (sender, recipient, *([reply_to] if reply_to else []))):
+        return _written(rendered, sender, reply_to, recipient, clinic, outreach, now)
+    # A non-ASCII mailbox name (SMTPUTF8): the email package writes it as such servers expect.
     message = EmailMessage(policy=SMTP_POLICY)
     message["Message-ID"] = make_msgid(domain=_ascii_domain(clinic.domain))
     message["Date"] = format_datetime(now)
-    message["From"] = mailbox(clinic.name, clinic.from_email, "[clinic] from_email")
-    if clinic.reply_to:
-        message["Reply-To"] = mailbox(clinic.name, clinic.reply_to, "[clinic] reply_to")
-    message["To"] = mailbox(to_name, to_email)
+    message["From"] = sender
+    if reply_to is not None:
+        message["Reply-To"] = reply_to
+    message["To"] = recipient
     message["Subject"] = one_line(rendered.subject)
     if outreach:
         message["List-Unsubscribe"] = f"<{unsubscribe_mailto(clinic)}>"
@@ -72,6 +81,54 @@ def build_message(
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
+
+
+def _written(rendered: Rendered, sender: Address, reply_to: Address | None, recipient: Address,
+             clinic: ClinicSettings, outreach: bool, now: datetime) -> EmailMessage:
+    """The same message written out directly as RFC 5322 bytes (several times faster than building it
+    header by header), its headers read back as an EmailMessage that keeps those bytes for the transport
+    to send (the parts stay as written: parse `message_bytes` to read them)."""
+    headers = [
+        ("Message-ID", make_msgid(domain=_ascii_domain(clinic.domain))),
+        ("Date", format_datetime(now)),
+        ("From", _address(sender)),
+        *([("Reply-To", _address(reply_to))] if reply_to else []),
+        ("To", _address(recipient)),
+        ("Subject", _text_header("Subject", one_line(rendered.subject))),
+        *([("List-Unsubscribe", f"<{unsubscribe_mailto(clinic)}>")] if outreach else []),
+        (TEMPLATE_HEADER, _text_header(TEMPLATE_HEADER, one_line(rendered.template))),
+        ("MIME-Version", "1.0"),
+    ]
+    boundary = "=====partnerloop-" + uuid.uuid4().hex + "=="
+    lines = [f"{name}: {value}" for name, value in headers]
+    lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    lines.append("")
+    for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
+        lines += [f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"',
+                  "Content-Transfer-Encoding: quoted-printable", "", _quoted_printable(body)]
+    lines += [f"--{boundary}--", ""]
+    wire = "\r\n".join(lines).encode("ascii")
+    message = BytesParser(policy=SMTP_POLICY, _class=EmailMessage).parsebytes(wire, headersonly=True)
+    assert isinstance(message, EmailMessage)
+    message.wire = wire  # type: ignore[attr-defined]  # what message_bytes sends, as written here
+    return message
+
+
+def _address(address: Address) -> str:
+    """A header address: the display name quoted or RFC 2047 encoded as needed, the address as validated."""
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+
+
+def _text_header(name: str, value: str) -> str:
+    """An unstructured header value, RFC 2047 encoded when not ASCII, folded to lines under 78 characters."""
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name=name).encode(linesep="\r\n")
+
+
+def _quoted_printable(body: str) -> str:
+    """A text part's body in quoted-printable, lines ending CRLF, ending with a line break."""
+    text = body if body.endswith("\n") else body + "\n"
+    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol="\r\n").rstrip("\r\n") + "\r\n"
 
 
 def unsubscribe_mailto(clinic: ClinicSettings) -> str:
