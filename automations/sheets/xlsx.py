@@ -52,6 +52,9 @@ class XlsxBackend:
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, titles: Sequence[str]) -> dict[str, Table | None]:
+        if self._batch is not None:  # inside batch(): the workbook as this batch has it (and locked)
+            return {title: _table(self._batch[title]) if title in self._batch.sheetnames else None
+                    for title in titles}
         workbook = self._load(read_only=True)
         try:
             return {title: _table(workbook[title]) if title in workbook.sheetnames else None for title in titles}
