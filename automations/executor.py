@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from automations import cells
 from automations.clock import Clock
 from automations.config import Settings
-from automations.core import JOB_NAMES, MAILBOX_POSITION, STATUS, Inbox, Result, SendKey, SendState
+from automations.core import JOB_NAMES, MAILBOX_POSITION, SENDING_JOBS, STATUS, Inbox, Result, SendKey, SendState
 from automations.errors import MailError, PartnerloopError
 from automations.jobs import JOBS
 from automations.jobs.plan import Email, JobInput, Plan
@@ -232,7 +232,8 @@ class _Run:
         if self.dry_run:
             return book
         self.world.backend.ensure_writable()  # e.g. the workbook open in Excel: nothing is sent
-        if self.ledger.is_empty() and self._rebuild_ledger(book):
+        sending = set(self.jobs) & set(SENDING_JOBS)
+        if sending and self.ledger.is_empty() and self._rebuild_ledger(book):
             book = read_book(self.world.backend, self.settings, ids_seen=self.ledger.ids_seen())
         return book
 
