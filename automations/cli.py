@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -138,12 +139,25 @@ def job_names(args: argparse.Namespace, settings: Settings) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
     from automations.executor import run_jobs
 
-    world = make_world(settings, args)
+    stopped: list[int] = []  # the signal that asked partnerloop to stop, once one has
+
+    def stop(signum: int, _frame: Any) -> None:
+        if not stopped:
+            logging.getLogger("partnerloop").warning("stopping: the email in hand finishes, the rest is held, "
+                                                     "everything sent is written back")
+        stopped.append(signum)
+
+    world = replace(make_world(settings, args), stop=lambda: bool(stopped))
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         report = run_jobs(world, job_names(args, settings), dry_run=args.dry_run, limit=args.limit)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         end_progress()
     if args.dry_run:
         for outcome in report.outcomes:
@@ -158,6 +172,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             say(f"  would write {write.tab} {write.row_id}: {cells}")
     for line in report.summary():
         say(line)
+    if stopped:
+        name = signal.Signals(stopped[0]).name
+        say(f"run: stopped by {name}; what was not sent is held for the next run")
+        return 128 + stopped[0]  # as a shell reports a command a signal stopped: 130 for Ctrl-C, 143 for SIGTERM
     return 2 if report.fatal else 0
 
 

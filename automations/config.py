@@ -14,9 +14,10 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from automations.core import JOB_NAMES, SENDING_JOBS
 from automations.errors import ConfigError
 
 
@@ -41,7 +42,6 @@ DEFAULT_TAB_TITLES = {
     "log": "Log",
     "dashboard": "Dashboard",
 }
-JOB_NAMES = ("outreach", "discharge", "referrals_in", "events", "dashboard", "digest", "replies")
 
 
 @dataclass(frozen=True)
@@ -375,7 +375,7 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
             reader.fail("schedule", job, line, "a job name: " + ", ".join(JOB_NAMES))
         if not isinstance(line, str):
             reader.fail("schedule", job, line, "a schedule in words, e.g. \"weekdays at 09:30\"")
-        _check_schedule_line(job, line, timezone, source)
+        _check_sends(job, line, parse_schedule_line(job, line, source), window, source)
 
     templates = reader.text("templates", "dir", "")
     return Settings(
@@ -391,12 +391,58 @@ def settings_from_dict(raw: Mapping[str, Any], source: Path) -> Settings:
     )
 
 
-def _check_schedule_line(job: str, line: str, timezone: str, source: Path) -> None:
-    import schedule as schedule_library
+SCHEDULE_FORMS = ('"every 30 minutes", "every hour", "every 2 hours", "every day at 08:45", "weekdays at 09:30", '
+                  '"monday at 08:00" (also "every N seconds", for trials)')
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
-    from automations.scheduler import add_line
 
-    add_line(schedule_library.Scheduler(), job, line, timezone, lambda: None, str(source))
+@dataclass(frozen=True)
+class ScheduleLine:
+    """One [schedule] line, read: every *count* *unit*, or at *at* (HH:MM, clinic time) on *days*."""
+
+    count: int = 0
+    unit: str = ""  # seconds | minutes | hours; blank for a clock-time line
+    days: tuple[str, ...] = ()  # weekday names, or ("day",) for every day
+    at: str = ""
+
+
+def parse_schedule_line(job: str, line: str, source: Path | str) -> ScheduleLine:
+    """Read a [schedule] line in words; ConfigError naming the line and the accepted forms."""
+    def refuse() -> NoReturn:
+        raise ConfigError(f"{source}: [schedule] {job} = {line!r}: expected one of {SCHEDULE_FORMS}")
+
+    words = " ".join(line.lower().replace(",", " ").split())
+    every = re.fullmatch(r"every (\d+ )?(second|minute|hour)s?", words)
+    at = re.fullmatch(r"(?:every )?(day|daily|weekdays?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+                      r" at (\d{1,2}:\d{2})", words)
+    if every:
+        count = int(every.group(1) or 1)
+        if count < 1:
+            refuse()
+        return ScheduleLine(count=count, unit=every.group(2) + "s")
+    if not at:
+        refuse()
+    day, clock = at.groups()
+    hours, minutes = (int(x) for x in clock.split(":"))
+    if hours > 23 or minutes > 59:
+        refuse()
+    days = {"day": ("day",), "daily": ("day",), "weekday": WEEKDAY_NAMES[:5],
+            "weekdays": WEEKDAY_NAMES[:5]}.get(day, (day,))
+    return ScheduleLine(days=days, at=f"{hours:02d}:{minutes:02d}")
+
+
+def _check_sends(job: str, line: str, parsed: ScheduleLine, window: SendWindow, source: Path) -> None:
+    """Refuse a clock-time line at which a job that sends email could never send (outside send_window)."""
+    if job not in SENDING_JOBS or parsed.unit:
+        return
+    days = range(7) if parsed.days == ("day",) else [WEEKDAY_NAMES.index(d) for d in parsed.days]
+    at = time.fromisoformat(parsed.at)
+    if any(d in window.days and window.start <= at < window.end for d in days):
+        return
+    first_day = next((d for d in days if d in window.days), min(window.days, default=0))
+    raise ConfigError(
+        f"{source}: [schedule] {job} = {line!r} is outside [email] send_window ({window.text}), so {job} would "
+        f"never send; pick a time inside it, e.g. {job} = \"{WEEKDAY_NAMES[first_day]} at {window.start:%H:%M}\"")
 
 
 class _Reader:

@@ -8,13 +8,13 @@ and address is invented; addresses use the reserved .example domain.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from automations.config import Settings
+from automations.errors import PartnerloopError
 
 
 def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
@@ -157,11 +157,9 @@ def run_demo(base: Settings, directory: Path, now: datetime | None = None) -> tu
         email=replace(base.email, transport="outbox", outbox_dir=directory / "outbox"),
         state_dir=directory / "state",
     )
-    for old in (settings.sheet.path, settings.state_dir, settings.email.outbox_dir):
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise PartnerloopError(f"demo: {directory} already holds something; the demo writes only into a new or "
+                               "empty folder and never touches what is there: name another with --dir")
     tz = settings.clinic.tz
     moment = now or settings.email.send_window.next_open(datetime.now(tz))
     backend = open_backend(settings)

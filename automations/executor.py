@@ -1,10 +1,18 @@
 """The one executor: performs every job's Plan. Idempotency, limits and the send window live here once.
 
-A run: take each job's lock; read the sheet once; write newly assigned row IDs (before any send,
-so every ledger key names a row that has its ID); let each job plan; send each planned email
-through the ledger (claim, hand over, settle) inside the send window and the daily limit; then
-write every changed cell in one request and append the Log in one request. What the ledger knows
-was delivered but the sheet does not show yet is written back too, without sending again.
+A run reads its inputs first: the sheet (once), and the clinic's mailbox when the replies job is
+among its jobs. It writes newly assigned row IDs (before any send, so every ledger key names a row
+that has its ID), lets each job plan, and takes each planned email through five steps, one method
+each (see docs/architecture.md):
+
+  gate       may this email go now? If not, the one reason, as a typed Verdict
+  claim      record the intent in the send ledger before anything leaves (at most once per key)
+  hand over  give the message to the transport; what the server said, as a Verdict
+  settle     record that outcome in the ledger, with what the row must say
+  write back every changed cell in one request and the Log in one append, then tell the ledger
+
+What the ledger knows was delivered but the sheet does not show yet is written back too, without
+sending again. A dry run stops after the gate and renders instead of sending (`preview` is one).
 """
 
 from __future__ import annotations
@@ -12,17 +20,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
+from email.message import EmailMessage
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from automations.clock import Clock
 from automations.config import Settings
+from automations.core import JOB_NAMES, MAILBOX_POSITION, STATUS, Inbox, Result, SendKey, SendState
 from automations.errors import MailError, PartnerloopError
+from automations.jobs import JOBS
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.locks import JobLock
-from automations.mail.ledger import Ledger, SendKey, SendRecord
+from automations.mail.ledger import Claim, Ledger, SendRecord
 from automations.mail.message import build_message
-from automations.mail.render import Renderer, RenderError
+from automations.mail.render import Rendered, Renderer, RenderError
 from automations.mail.transport import (
     OutcomeUnknown,
     RecipientRefused,
@@ -35,16 +46,32 @@ from automations.schema import TABS
 from automations.sheets.base import Backend, RowWrite
 
 log = logging.getLogger("partnerloop")
-STATUS = "Automation status"
+
+Mailbox = Callable[[Settings, "str | None"], Inbox]
+"""Reads the clinic's mailbox from a saved position (None: from the start): `mail.imap.read_inbox`."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why an email went, or did not go, in this run: the result and what its row says."""
+
+    result: Result
+    status: str = ""  # the row's Automation status from this step; blank: the row says it already
+    detail: str = ""  # for the summary; the status when blank
+
+    @property
+    def reason(self) -> str:
+        return self.detail or self.status
 
 
 @dataclass
 class Outcome:
-    """What happened to one planned email, for the summary."""
+    """What happened to one planned email, for the summary (and, in a dry run, what it would be)."""
 
     email: Email
-    result: str  # sent | already | held | refused | unknown | failed | blocked | error | dry-run
+    result: Result
     detail: str = ""
+    rendered: Rendered | None = None  # dry run: the email as it would go out
 
 
 @dataclass
@@ -63,22 +90,22 @@ class RunReport:
     notes: list[str] = field(default_factory=list)  # what jobs without emails did (the mailbox)
 
     def count(self, result: str, job: str | None = None) -> int:
+        """Emails of *result* (a Result, or its text), of one job or all."""
         return sum(1 for o in self.outcomes if o.result == result and (job is None or o.email.job == job))
 
     def summary(self) -> list[str]:
         """A few lines a person can act on: what was sent, held back and why, which rows need attention."""
         lines = []
         verb = "would send" if self.dry_run else "sent"
-        sent = self.count("dry-run" if self.dry_run else "sent")
+        sent = self.count(Result.DRY_RUN if self.dry_run else Result.SENT)
         lines.append(f"{', '.join(self.jobs)}: {verb} {sent} email(s)")
         lines += self.notes
-        held = [o for o in self.outcomes if o.result == "held"]
+        held = [o for o in self.outcomes if o.result == Result.HELD]
         if held:
             reasons = sorted({o.detail for o in held})
             lines.append(f"held back {len(held)} email(s) for the next run: {'; '.join(reasons)}")
-        for result, words in (("refused", "refused by the mail server"), ("unknown", "outcome unknown"),
-                              ("failed", "not delivered (will retry)"), ("error", "could not be written"),
-                              ("blocked", "not sent: opted out")):
+        for result, words in ((Result.REFUSED, "refused by the mail server"), (Result.UNKNOWN, "outcome unknown"),
+                              (Result.ERROR, "could not be written"), (Result.BLOCKED, "not sent: opted out")):
             rows = [o.email.row.row_id for o in self.outcomes if o.result == result]
             if rows:
                 lines.append(f"{len(rows)} {words}: {', '.join(sorted(set(rows)))}")
@@ -104,14 +131,12 @@ class World:
     transport_factory: Callable[[Settings], Transport] = make_transport
     progress: Callable[[str], None] = lambda line: None
     stop: Callable[[], bool] = lambda: False  # True once partnerloop is asked to stop: hold the rest, write back
-    mailbox: Callable[[Settings, Ledger], tuple[Any, ...]] | None = None  # new mailbox messages (replies job)
+    mailbox: Mailbox | None = None  # how the replies job's input is read (default: IMAP, [email.imap])
 
 
 def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit: int | None = None,
-             lock: bool = True) -> RunReport:
-    """Run *jobs* once over one read of the sheet; see the module docstring."""
-    from automations.jobs import JOBS
-
+             lock: bool = True, row_id: str | None = None) -> RunReport:
+    """Run *jobs* once over one read of the sheet (a dry run: only the emails of *row_id*, if given)."""
     unknown = [j for j in jobs if j not in JOBS]
     if unknown:
         raise PartnerloopError(f"unknown job {unknown[0]!r}; jobs are: {', '.join(JOBS)}")
@@ -120,20 +145,22 @@ def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit:
     for held in locks:
         held.acquire()  # raises AlreadyRunning: nothing is read or sent
     try:
-        return _Run(world, list(jobs), dry_run, limit).go()
+        return _Run(world, list(jobs), dry_run, limit, row_id).go()
     finally:
         for held in reversed(locks):
             held.release()
 
 
 class _Run:
-    def __init__(self, world: World, jobs: list[str], dry_run: bool, limit: int | None) -> None:
+    def __init__(self, world: World, jobs: list[str], dry_run: bool, limit: int | None,
+                 row_id: str | None = None) -> None:
         self.world = world
         self.settings = world.settings
         self.ledger = world.ledger
         self.jobs = jobs
         self.dry_run = dry_run
         self.limit = limit
+        self.only_row = row_id if dry_run else None
         self.report = RunReport(jobs, dry_run)
         self.renderer = Renderer(self.settings.templates_dir)
         self.transport: Transport | None = None
@@ -142,39 +169,27 @@ class _Run:
         self.sent_this_run = 0
         self.writes: list[RowWrite] = []
         self.book: Book | None = None
+        self.bounced_now: dict[str, date] = {}  # addresses the mailbox reported bouncing in this run
         self.settled_now: set[SendKey] = set()  # sends whose outcome this run recorded
+        self.unwritten_ids: set[str] = set()  # rows whose new ID could not be written: not emailed this run
 
     def go(self) -> RunReport:
-        from automations.jobs import JOBS
-
         now = self.world.clock()
         run_ids = {} if self.dry_run else {job: self.ledger.start_run(job, now) for job in self.jobs}
         try:
-            self.world.progress("reading the sheet")
-            book = self.book = read_book(self.world.backend, self.settings)
-            self.world.progress(f"read {len(book.partners)} partners, {len(book.referrals)} referrals, "
-                                f"{len(book.events)} events")
-            blocked_rows = self._assign_ids(book)
-            job_input = JobInput(book=book, now=now, settings=self.settings, seen_stages=self.ledger.seen_stages(),
-                                 health=self.ledger.last_runs(), remembered=remembered(self.ledger),
-                                 location=self.world.backend.location(), replied=self.ledger.replied())
-            plans = []
-            if "replies" in self.jobs:  # first: what came back this run must already stop what goes out
-                plans.append(self._plan_replies(job_input))
-                job_input = replace(job_input, replied={**job_input.replied, **plans[0].replies})
-            plans += [JOBS[job](job_input) for job in self.jobs if job != "replies"]
-            self.report.attention = sorted({f"{p.ref.tab} {p.ref.label}" for p in book.problems})
-            emails = [e for plan in plans for e in plan.emails if e.row.row_id not in blocked_rows]
+            job_input = self._read_inputs(now)
+            plans = self._plan(job_input)
+            emails = [e for plan in plans for e in plan.emails if self.only_row in (None, e.row.row_id)]
             self.world.progress(f"{len(emails)} email(s) due")
             try:
                 for n, email in enumerate(emails, start=1):
-                    self._one(email, book)
+                    self._one(email)
                     if n == len(emails) or n % 25 == 0:
                         self.world.progress(f"email {n} of {len(emails)}")
             finally:
                 if self.transport is not None:
                     self.transport.close()
-            self._finish(plans)
+            self._write_back(plans)
         except PartnerloopError as exc:
             self._record_runs(run_ids, "failed", str(exc))
             raise
@@ -184,121 +199,193 @@ class _Run:
         self._record_runs(run_ids, "failed" if self.report.fatal else "ok", " / ".join(self.report.summary()))
         return self.report
 
-    # -- before sending ------------------------------------------------------------------------------
-    def _assign_ids(self, book: Book) -> set[str]:
-        """Write new row IDs first; rows whose ID could not be written are not emailed this run."""
+    # -- the run's inputs and plans ------------------------------------------------------------------
+    def _read_inputs(self, now: datetime) -> JobInput:
+        """The sheet (IDs assigned and written first), then the mailbox when the replies job runs."""
+        self.world.progress("reading the sheet")
+        book = self.book = read_book(self.world.backend, self.settings)
+        self.world.progress(f"read {len(book.partners)} partners, {len(book.referrals)} referrals, "
+                            f"{len(book.events)} events")
+        self._write_new_ids(book)
+        inbox = self._read_mailbox()
+        return JobInput(book=book, now=now, settings=self.settings, seen_stages=self.ledger.seen_stages(),
+                        health=self.ledger.last_runs(), remembered=remembered(self.ledger),
+                        location=self.world.backend.location(), replied=self.ledger.replied(), inbox=inbox,
+                        sent_messages=self.ledger.message_keys() if inbox.messages else {})
+
+    def _write_new_ids(self, book: Book) -> None:
+        """Write new row IDs first; a row whose ID could not be written is not emailed this run."""
         if not book.new_ids or self.dry_run:
-            return set()
+            return
         report = self.world.backend.write(self._specs(), book.new_ids)
-        lost_ids = {row_id for _, row_id in report.lost_rows}
         self.report.lost += report.lost
-        return lost_ids
+        self.unwritten_ids = {row_id for _, row_id in report.lost_rows}
 
-
-    def _plan_replies(self, job_input: JobInput) -> Plan:
-        """Read the mailbox and plan its effects; opt-outs and bounces take effect for this run's sends too."""
-        from automations.jobs.replies import plan_replies
-
+    def _read_mailbox(self) -> Inbox:
+        """The new messages since the kept position; a dry run leaves the mailbox exactly as it was."""
+        if "replies" not in self.jobs:
+            return Inbox()
         self.world.progress("reading the mailbox")
-        fetch = self.world.mailbox
-        if fetch is None:
-            from automations.mail.imap import fetch_new
+        read = self.world.mailbox
+        if read is None:
+            from automations.mail.imap import read_inbox
 
-            fetch = fetch_new
+            read = read_inbox
         settings = self.settings
-        if self.dry_run:  # a dry run leaves the mailbox exactly as it was
-            settings = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap, mark_read=False)))
-        inbox = tuple(fetch(settings, self.ledger))
-        plan = plan_replies(replace(job_input, inbox=inbox,
-                                    sent_messages=self.ledger.message_keys() if inbox else {}))
-        book = job_input.book
-        new_optouts = {str(r.get("Email", "")).lower() for r in plan.appends.get("optouts", ())} - {""}
-        book.opted_out = book.opted_out | new_optouts
         if self.dry_run:
-            book.opted_out |= {a.lower() for a in plan.bounces}
-        else:
-            self.ledger.record_bounces(plan.bounces)  # a fact from the mailbox: no email to it from now on
-        self.report.notes.append(f"replies: {len(inbox)} new message(s) in the mailbox; {len(plan.replies)} "
-                                 f"partner repl{'y' if len(plan.replies) == 1 else 'ies'}, {len(new_optouts)} "
-                                 f"opt-out(s), {len(plan.bounces)} bounce(s)")
-        return plan
+            settings = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap, mark_read=False)))
+        return read(settings, self.ledger.get_value(MAILBOX_POSITION))
 
-    # -- one email -----------------------------------------------------------------------------------
-    def _one(self, email: Email, book: Book) -> None:
-        now = self.world.clock()
-        if book.blocked(email.to_email):
-            return self._status(email, "blocked", f"Not sent: {email.to_email and 'the address'} is on Opt-outs "
-                                "or marked Do not email")
-        record = self.ledger.get(email.key)
-        if record is not None and record.state == "sent":
-            return self._outcome(email, "already")
-        bounced = self.ledger.bounced(email.to_email)
-        if bounced is not None:
-            return self._status(email, "blocked", f"Not sent: the {email.recipient}'s address bounced on "
-                                f"{bounced.isoformat()}; correct it to send again")
-        if record is not None and record.state == "sending":
-            return self._status(email, "unknown", unknown_status(email))
-        if not self.stop_sending and self.world.stop():
-            self.stop_sending = "partnerloop was stopping; goes out on the next run"
-        if self.stop_sending:
-            return self._status(email, "held", f"{email.label} held: {self.stop_sending}", detail=self.stop_sending)
-        reason = self._hold_reason(now)
-        if reason:
-            return self._status(email, "held", f"{email.label} held: {reason}", detail=reason)
+    def _plan(self, job_input: JobInput) -> list[Plan]:
+        """Each job's plan; the replies job's first, so what came back stops what goes out in this run."""
+        plans = []
+        if "replies" in self.jobs:
+            replies = JOBS["replies"](job_input)
+            plans.append(replies)
+            new_optouts = {str(r.get("Email", "")).lower() for r in replies.appends.get("optouts", ())} - {""}
+            book = replace(job_input.book, opted_out=job_input.book.opted_out | new_optouts)
+            job_input = replace(job_input, book=book, replied={**job_input.replied, **replies.replies})
+            self.bounced_now = dict(replies.bounces)
+            self.report.notes.append(
+                f"replies: {len(job_input.inbox.messages)} new message(s) in the mailbox; {len(replies.replies)} "
+                f"partner repl{'y' if len(replies.replies) == 1 else 'ies'}, {len(new_optouts)} opt-out(s), "
+                f"{len(replies.bounces)} bounce(s)")
+        plans += [JOBS[job](job_input) for job in self.jobs if job != "replies"]
+        self.report.attention = sorted({f"{p.ref.tab} {p.ref.label}" for p in job_input.book.problems})
+        self.book = job_input.book
+        return plans
+
+    # -- one email: gate, claim, hand over, settle ---------------------------------------------------
+    def _one(self, email: Email) -> None:
+        verdict = self._gate(email)
+        if verdict is not None and not (self.dry_run and verdict.result == Result.HELD):
+            return self._note(email, verdict)
         try:
             rendered = self.renderer.render(email.template, email.context)
             message = build_message(rendered, to_email=email.to_email, to_name=email.to_name,
-                                    clinic=self.settings.clinic, outreach=email.outreach, now=now)
+                                    clinic=self.settings.clinic, outreach=email.outreach, now=self.world.clock())
         except (RenderError, ValueError) as exc:
-            return self._status(email, "error", f"Not sent: {exc}")
-        if self.dry_run:
-            self.sent_this_run += 1
-            if email.writes_back:
-                self.report.writes.append(email.row.write({**email.on_sent, STATUS: email.sent_status}))
-            return self._outcome(email, "dry-run", rendered.subject)
-        message_id = str(message["Message-ID"])
+            return self._note(email, Verdict(Result.ERROR, f"Not sent: {exc}"))
+        if self.dry_run:  # held or not, show what it would be
+            return self._dry_run(email, verdict, rendered)
+        verdict = self._connect(email) or self._claim(email, message)
+        if verdict is None:
+            verdict = self._hand_over(email, message)
+            self._settle(email, verdict)
+        self._note(email, verdict)
+
+    def _gate(self, email: Email) -> Verdict | None:
+        """May this email go now? None if so; else the one reason, strongest first."""
+        assert self.book is not None
+        if email.row.row_id in self.unwritten_ids:
+            return Verdict(Result.HELD, detail="its new ID could not be written to the sheet")
+        if self.book.blocked(email.to_email):
+            return Verdict(Result.BLOCKED, f"Not sent: {email.to_email and 'the address'} is on Opt-outs or marked "
+                           "Do not email")
+        record = self.ledger.get(email.key)
+        if record is not None and record.state == SendState.SENT:
+            return Verdict(Result.ALREADY)
+        bounced = self.bounced_now.get(email.to_email.lower()) or self.ledger.bounced(email.to_email)
+        if bounced is not None:
+            return Verdict(Result.BLOCKED, f"Not sent: the {email.recipient}'s address bounced on "
+                           f"{bounced.isoformat()}; correct it to send again")
+        if record is not None and record.state == SendState.SENDING:
+            return Verdict(Result.UNKNOWN, unknown_status(email))
+        if not self.stop_sending and self.world.stop():
+            self.stop_sending = "partnerloop was stopping; goes out on the next run"
+        reason = self.stop_sending or self._hold_reason(self.world.clock())
+        if reason:
+            return Verdict(Result.HELD, f"{email.label} held: {reason}", detail=reason)
+        return None
+
+    def _connect(self, email: Email) -> Verdict | None:
+        """Open the transport (connect and sign in) before the first claim: a run that cannot send claims nothing."""
+        if self.transport is not None:
+            return None
+        try:
+            transport = self.world.transport_factory(self.settings)
+            transport.open()
+        except (PartnerloopError, OSError) as exc:  # unreachable, sign-in refused, password variable unset
+            self.stop_sending = f"mail server unavailable ({exc}); retried on the next run"
+            self.report.fatal = f"mail server: {exc}"
+            return Verdict(Result.HELD, f"{email.label} held: {self.stop_sending}", detail=self.stop_sending)
+        self.transport = transport
+        return None
+
+    def _claim(self, email: Email, message: EmailMessage) -> Verdict | None:
+        """Record the intent to send before anything leaves; a Verdict when the ledger says no."""
+        now = self.world.clock()
         log_row = [now.replace(tzinfo=None, microsecond=0), email.job, email.template, email.log_to,
-                   email.row.row_id, message_id, "sent"]
+                   email.row.row_id, str(message["Message-ID"]), "sent"]
         claimed = self.ledger.claim(email.key, template=email.template, to_address=email.to_email,
                                     tab=email.row.tab, match=email.row.match if not email.row.new else None,
-                                    message_id=message_id, now=now,
+                                    message_id=str(message["Message-ID"]), now=now,
                                     writeback={**email.on_sent, STATUS: email.sent_status} if email.writes_back else {},
-                                    log_row=log_row)
-        if not claimed:  # refused at this very address before: wait for staff to correct it
-            record = self.ledger.get(email.key)
-            return self._outcome(email, "refused", record.result if record else "")
+                                    log_row=log_row, daily_limit=self.settings.email.daily_limit)
+        if claimed:
+            return None
+        if claimed == Claim.LIMIT:  # another run sent meanwhile
+            reason = f"daily_limit {self.settings.email.daily_limit} reached in the last 24 hours"
+            return Verdict(Result.HELD, f"{email.label} held: {reason}", detail=reason)
+        record = self.ledger.get(email.key)  # refused at this very address before: wait for staff to correct it
+        return Verdict(Result.REFUSED if claimed == Claim.REFUSED_HERE else Result.ALREADY,
+                       detail=record.result if record else "")
+
+    def _hand_over(self, email: Email, message: EmailMessage) -> Verdict:
+        """Give the message to the transport (opened on first use); what the server said, as a Verdict."""
         self._pace()
+        assert self.transport is not None, "_connect comes first"
         try:
-            if self.transport is None:
-                self.transport = self.world.transport_factory(self.settings)
-                self.transport.open()
             result = self.transport.send(message)
         except RecipientRefused as exc:
-            status = f"Not sent: the mail server refused the {email.recipient}'s address ({exc}); correct it to retry"
-            self.ledger.settle(email.key, "refused", str(exc), self.world.clock(),
-                               {STATUS: status} if email.writes_back else {}, log_result=f"refused: {exc}")
-            self.settled_now.add(email.key)
-            return self._outcome(email, "refused", str(exc))
+            return Verdict(Result.REFUSED, f"Not sent: the mail server refused the {email.recipient}'s address "
+                           f"({exc}); correct it to retry", detail=str(exc))
         except OutcomeUnknown as exc:
             self.stop_sending = f"the mail server connection broke ({exc}); the rest waits for the next run"
             self.report.fatal = f"mail server: {exc}"
-            self._status(email, "unknown", unknown_status(email))
-            return None
+            return Verdict(Result.UNKNOWN, unknown_status(email))
         except (TemporaryFailure, MailError, OSError) as exc:
-            if self.ledger.get(email.key) is not None:
-                self.ledger.settle(email.key, "failed", str(exc), self.world.clock())
             self.stop_sending = f"mail server unavailable ({exc}); retried on the next run"
             self.report.fatal = f"mail server: {exc}"
-            return self._status(email, "held", f"{email.label} held: {self.stop_sending}", detail=self.stop_sending)
+            return Verdict(Result.HELD, f"{email.label} held: {self.stop_sending}", detail=self.stop_sending)
         finally:
             self.last_send = self._monotonic()
-        self.ledger.settle(email.key, "sent", result, self.world.clock())
-        self.settled_now.add(email.key)
-        self.sent_this_run += 1
         log.info("sent %s %s %s", email.job, email.row.row_id, email.template)
-        return self._outcome(email, "sent")
+        return Verdict(Result.SENT, detail=result)
+
+    def _settle(self, email: Email, verdict: Verdict) -> None:
+        """Record the outcome of a claimed send; an unknown one stays claimed (`sending`) for good."""
+        now = self.world.clock()
+        key = email.key
+        if verdict.result == Result.SENT:
+            self.ledger.settle(key, SendState.SENT, verdict.detail, now)
+            self.sent_this_run += 1
+        elif verdict.result == Result.REFUSED:  # the row's status travels with the ledger's write-back
+            self.ledger.settle(key, SendState.REFUSED, verdict.detail, now,
+                               {STATUS: verdict.status} if email.writes_back else {},
+                               log_result=f"refused: {verdict.detail}")
+        elif verdict.result == Result.HELD:
+            self.ledger.settle(key, SendState.FAILED, verdict.detail, now)
+        if verdict.result in (Result.SENT, Result.REFUSED):
+            self.settled_now.add(key)
+
+    def _note(self, email: Email, verdict: Verdict, rendered: Rendered | None = None) -> None:
+        """The outcome for the summary, and the row's new status unless the ledger carries it."""
+        carried = verdict.result in (Result.SENT, Result.REFUSED)
+        if verdict.status and email.writes_back and not carried:
+            self.writes.append(email.row.write({STATUS: verdict.status}))
+        self.report.outcomes.append(Outcome(email, verdict.result, verdict.reason, rendered))
+
+    def _dry_run(self, email: Email, held: Verdict | None, rendered: Rendered) -> None:
+        if held is not None:
+            return self._note(email, held, rendered)
+        self.sent_this_run += 1
+        if email.writes_back:
+            self.report.writes.append(email.row.write({**email.on_sent, STATUS: email.sent_status}))
+        self._note(email, Verdict(Result.DRY_RUN, detail=rendered.subject), rendered)
 
     def _hold_reason(self, now: datetime) -> str:
+        """Why nothing may go out at *now*: outside the send window, --limit, or the daily limit; blank if it may."""
         local = now.astimezone(self.settings.clinic.tz)
         window = self.settings.email.send_window
         if not window.contains(local):
@@ -324,31 +411,21 @@ class _Run:
     def _monotonic(self) -> float:
         return self.world.clock().timestamp()
 
-    def _status(self, email: Email, result: str, status: str, detail: str = "") -> None:
-        if email.writes_back:
-            self.writes.append(email.row.write({STATUS: status}))
-        self._outcome(email, result, detail or status)
-
-    def _outcome(self, email: Email, result: str, detail: str = "") -> None:
-        self.report.outcomes.append(Outcome(email, result, detail))
-
-    # -- after sending -------------------------------------------------------------------------------
-    def _finish(self, plans: Iterable[Plan]) -> None:
+    # -- write back ----------------------------------------------------------------------------------
+    def _write_back(self, plans: Iterable[Plan]) -> None:
+        """Every changed cell in one request, the Log in one append; then the ledger stops carrying them."""
         plan_writes = [w for plan in plans for w in plan.writes]
         if self.dry_run:
             self.report.writes = merge_writes([*plan_writes, *self.report.writes, *self.writes])
             return
         pending = self.ledger.pending_writebacks()
-        # What this run delivered, and what an earlier run delivered but could not write back (carried).
-        carried = [r for r in pending if r.key not in self.settled_now]
+        # What this run delivered, and what an earlier run delivered but could not write back (carried);
+        # what a run of another job going on now settles is that run's to write.
+        busy = {job for job in JOB_NAMES if job not in self.jobs and JobLock.running(self.settings.state_dir, job)}
         fresh = [r for r in pending if r.key in self.settled_now]
-
-        def cells_of(records: list[SendRecord]) -> list[RowWrite]:
-            return [RowWrite(r.tab, r.key.row_id, r.writeback, r.match) for r in records if not r.written_back]
-
+        carried = [r for r in pending if r.key not in self.settled_now and r.key.job not in busy]
         # A carried status is stale where the jobs said something newer about the row this run.
-        merged = merge_writes([*plan_writes, *self.writes, *cells_of(fresh)], fallback=cells_of(carried))
-        to_log = [r for r in fresh if not r.logged and r.log_row] + self._unlogged(carried)
+        merged = merge_writes([*plan_writes, *self.writes, *_cells_of(fresh)], fallback=_cells_of(carried))
         self.world.progress(f"writing {len(merged)} row(s) back")
         with self.world.backend.batch():  # the xlsx workbook is saved once, here, or not at all
             report = self.world.backend.write(self._specs(), merged)
@@ -357,34 +434,39 @@ class _Run:
                     self._append_records(key, rows)
                 if plan.dashboard is not None:
                     self.world.backend.write_dashboard(plan.dashboard)
-            if to_log:
-                self.world.backend.append(self.settings.sheet.title("log"), [r.log_row for r in to_log])
+            logged = self._append_log([r for r in (*fresh, *carried) if not r.logged and r.log_row])
         # Only now is the sheet known to hold it all: the ledger stops carrying it.
         self.report.cells_written += report.cells
         self.report.lost += report.lost
-        self.ledger.mark_written([r.key for r in pending if not r.written_back])
-        self.ledger.mark_logged([r.key for r in to_log])
-        self.report.log_rows = len(to_log)
+        self.report.writes = merged
+        self.ledger.mark_written([r.key for r in (*fresh, *carried) if not r.written_back])
+        self.ledger.mark_logged([r.key for r in logged])
+        self._remember(plans)
+
+    def _append_log(self, records: Sequence[SendRecord]) -> list[SendRecord]:
+        """The Log tab's line for each email sent or refused, in one append, skipping any line the Log
+        already holds (by Message-ID: an interrupted or concurrent run may have appended it). Returns
+        the records whose line the Log now has."""
+        if not records:
+            return []
+        title = self.settings.sheet.title("log")
+        table = self.world.backend.read([title])[title]  # inside the run's batch: the Log as it is now
+        present = {str(table.get(row, "Message-ID")) for row in table.rows} if table is not None else set()
+        missing = [r for r in records if r.message_id not in present]
+        if missing:
+            self.world.backend.append(title, [r.log_row for r in missing])
+        self.report.log_rows = len(missing)
+        return list(records)
+
+    def _remember(self, plans: Iterable[Plan]) -> None:
+        """What the plans asked the state dir to keep, once their effects are in the sheet."""
         for plan in plans:
             if plan.seen_stages:
                 self.ledger.remember_stages(plan.seen_stages)
             self.ledger.record_replies(plan.replies)
             self.ledger.record_bounces(plan.bounces)
-            for key, value in plan.remember.items():  # e.g. the mailbox position, once its effects are kept
+            for key, value in plan.remember.items():  # e.g. the mailbox position
                 self.ledger.set_value(key, value)
-        self.report.writes = merged
-
-    def _unlogged(self, carried: list[SendRecord]) -> list[SendRecord]:
-        """Carried Log lines minus those an interrupted run appended already (found by Message-ID)."""
-        lines = [r for r in carried if not r.logged and r.log_row]
-        if not lines:
-            return []
-        title = self.settings.sheet.title("log")
-        table = self.world.backend.read([title])[title]
-        present = {str(table.get(row, "Message-ID")) for row in table.rows} if table is not None else set()
-        landed = [r for r in lines if r.message_id in present]
-        self.ledger.mark_logged([r.key for r in landed])
-        return [r for r in lines if r.message_id not in present]
 
     def _append_records(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append rows given by column name, in the order of the tab's header as staff arranged it."""
@@ -413,12 +495,17 @@ class _Run:
     def _record_runs(self, run_ids: Mapping[str, int], result: str, summary: str) -> None:
         now = self.world.clock()
         for job, run_id in run_ids.items():
-            self.ledger.finish_run(run_id, now, result, self.report.count("sent", job), summary)
+            self.ledger.finish_run(run_id, now, result, self.report.count(Result.SENT, job), summary)
+
+
+def _cells_of(records: Sequence[SendRecord]) -> list[RowWrite]:
+    """The cells sent emails must still write to their rows, as the ledger keeps them."""
+    return [RowWrite(r.tab, r.key.row_id, r.writeback, r.match) for r in records if not r.written_back]
 
 
 def remembered(ledger: Ledger) -> dict[str, str]:
     """What jobs asked the state dir to keep for them (the digest's figures, the mailbox position)."""
-    return {key: value for key in ("digest", "imap") if (value := ledger.get_value(key))}
+    return {key: value for key in ("digest", MAILBOX_POSITION) if (value := ledger.get_value(key))}
 
 
 def unknown_status(email: Email) -> str:

@@ -37,6 +37,20 @@ class JobLock:
         handle.flush()
         self.handle = handle
 
+    @staticmethod
+    def running(state_dir: Path, job: str) -> bool:
+        """True while another process holds *job*'s lock (a run of it is going on now)."""
+        path = Path(state_dir) / "locks" / f"{job}.lock"
+        if not path.exists():
+            return False
+        with open(path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
     def release(self) -> None:
         if self.handle is not None:
             fcntl.flock(self.handle, fcntl.LOCK_UN)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from automations.mail.ledger import RunRecord
+from automations.core import RunRecord
 from automations.model import Book, Event, Partner, Referral, RowRef
 
 FUNNEL = ("Prospect", "Contacted", "Meeting", "Agreement", "Active")

@@ -1,39 +1,31 @@
-"""`partnerloop preview JOB [--id ID]`: render what a job would send now, without sending or writing."""
+"""`partnerloop preview JOB [--id ID]`: what a job would send now, rendered, without sending or writing.
+
+A preview is the executor's dry run of one job (and one row): the same gate decides what is due,
+so it shows exactly what `run` would send, and says when an email is held back for now.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from automations.errors import PartnerloopError
-from automations.executor import remembered
-from automations.jobs import JOBS
-from automations.jobs.plan import JobInput
-from automations.mail.render import Renderer
-from automations.model import read_book
+from automations.core import Result
+from automations.executor import run_jobs
 
 
 def preview(world: Any, job: str, row_id: str | None = None) -> list[str]:
     """Each due email of *job* rendered as text: recipient, subject and the text part."""
-    if job not in JOBS:
-        raise PartnerloopError(f"unknown job {job!r}; jobs are: {', '.join(JOBS)}")
-    settings = world.settings
-    book = read_book(world.backend, settings)
-    inp = JobInput(book=book, now=world.clock(), settings=settings, seen_stages=world.ledger.seen_stages(),
-                   health=world.ledger.last_runs(), location=world.backend.location(),
-                   remembered=remembered(world.ledger), replied=world.ledger.replied())
-    renderer = Renderer(settings.templates_dir)
+    report = run_jobs(world, [job], dry_run=True, row_id=row_id)
     blocks = []
-    for email in JOBS[job](inp).emails:
-        if row_id and email.row.row_id != row_id:
-            continue
-        record = world.ledger.get(email.key)
-        if record is not None and record.state in ("sent", "sending"):
-            continue
-        rendered = renderer.render(email.template, email.context)
+    for outcome in report.outcomes:
+        email, rendered = outcome.email, outcome.rendered
+        if rendered is None:
+            continue  # sent already, outcome unknown, blocked, or not renderable: nothing to show
+        held = [f"(held back now: {outcome.detail})"] if outcome.result == Result.HELD else []
         blocks.append("\n".join([
             f"=== {email.job} {email.row.row_id} {email.template} ({email.label})",
             f"To: {email.to_name} <{email.to_email}>",
             f"Subject: {rendered.subject}",
+            *held,
             "",
             rendered.text.rstrip(),
             "",

@@ -10,52 +10,29 @@ back, and then the daemon exits.
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import threading
 import time
 from functools import partial
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 import schedule
 
-from automations.config import Settings
+from automations.config import Settings, parse_schedule_line
 from automations.errors import AlreadyRunning, ConfigError, PartnerloopError, where
 
 log = logging.getLogger("partnerloop.schedule")
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-FORMS = ('"every 30 minutes", "every hour", "every 2 hours", "every day at 08:45", "weekdays at 09:30", '
-         '"monday at 08:00" (also "every N seconds", for trials)')
 
 
 def add_line(scheduler: schedule.Scheduler, job: str, line: str, timezone: str, action: Callable[[], Any],
              source: str = "config") -> None:
     """Register *action* for one [schedule] line; ConfigError naming the line and the accepted forms."""
-    words = " ".join(line.lower().replace(",", " ").split())
-    every = re.fullmatch(r"every (\d+ )?(second|minute|hour)s?", words)
-    at = re.fullmatch(r"(?:every )?(day|daily|weekdays?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-                      r" at (\d{1,2}:\d{2})", words)
-    if every:
-        count = int(every.group(1) or 1)
-        unit = every.group(2) + "s"
-        if count < 1:
-            _refuse(source, job, line)
-        getattr(scheduler.every(count), unit).do(action).tag(job)
+    parsed = parse_schedule_line(job, line, source)
+    if parsed.unit:
+        getattr(scheduler.every(parsed.count), parsed.unit).do(action).tag(job)
         return
-    if not at:
-        _refuse(source, job, line)
-    day, clock = at.groups()
-    hours, minutes = (int(x) for x in clock.split(":"))
-    if hours > 23 or minutes > 59:
-        _refuse(source, job, line)
-    clock = f"{hours:02d}:{minutes:02d}"
-    days = {"day": ["day"], "daily": ["day"], "weekday": list(DAYS[:5]), "weekdays": list(DAYS[:5])}.get(day, [day])
-    for name in days:
-        getattr(scheduler.every(), name).at(clock, timezone).do(action).tag(job)
-
-
-def _refuse(source: str, job: str, line: str) -> NoReturn:
-    raise ConfigError(f"{source}: [schedule] {job} = {line!r}: expected one of {FORMS}")
+    for name in parsed.days:
+        getattr(scheduler.every(), name).at(parsed.at, timezone).do(action).tag(job)
 
 
 class Daemon:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from automations import core
+
 KINDS = ("Personal trainer", "Massage therapist", "Fitness center", "Yoga/Pilates studio",
          "Dietitian", "Chiropractor", "Other")
 STAGES = ("Prospect", "Contacted", "Meeting", "Agreement", "Active", "Paused", "Declined")
@@ -41,7 +43,7 @@ class TabSpec:
         raise KeyError(name)
 
 
-STATUS = Column("Automation status", auto=True)
+STATUS = Column(core.STATUS, auto=True)
 
 PARTNERS = TabSpec(
     "partners", "Partners", id_column="Partner ID", id_prefix="P",

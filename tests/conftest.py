@@ -1,18 +1,31 @@
-"""Shared fixtures: settings in tmp_path, both spreadsheet backends, a fixed clinic time zone."""
+"""Shared fixtures: settings in tmp_path, both spreadsheet backends, the loopback mail servers, a fixed clinic time zone.
+
+The servers themselves live in tests/support (smtp_server, imap_server, sheets_emulator); the
+fixtures that start them for a test are defined here once.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
+import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import pytest
 
 from automations.config import Settings, settings_from_dict
 from automations.sheets.base import Backend
 
+if TYPE_CHECKING:
+    from automations.executor import World
+    from automations.jobs.plan import Plan
+    from tests.support.imap_server import ImapServer
+    from tests.support.smtp_server import SmtpServer
+
 os.environ["TZ"] = "UTC"  # the machine's zone must never matter; the clinic's is in the settings
+time.tzset()  # the C library reads TZ only here: without it local time stays the machine's
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 TZ = "America/Chicago"
@@ -56,6 +69,92 @@ def google_settings(tmp_path: Path, emulator: Any, **sections: dict[str, Any]) -
     emulator.create_spreadsheet(key, "partnerloop test")
     sheet = {"backend": "google", "key": key, "api_endpoint": emulator.base_url, **sections.pop("sheet", {})}
     return make_settings(tmp_path, sheet=sheet, **sections)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A plain (no TLS, no AUTH) SMTP server on 127.0.0.1 for one test; it records what arrives."""
+    from tests.support.smtp_server import SmtpServer
+
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def imap() -> Iterator[ImapServer]:
+    """Dovecot on 127.0.0.1, one per test module (starting it takes a while); each test takes its own user."""
+    from tests.support.imap_server import ImapServer
+
+    with ImapServer() as server:
+        yield server
+
+
+@pytest.fixture
+def imap_user(imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty mailbox on the IMAP server; its password is in PASSWORD_ENV for this test."""
+    from tests.support.imap_server import PASSWORD, PASSWORD_ENV
+
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    return imap.new_user()
+
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+def seed_sheet(settings: Settings, partners: Rows = (), referrals: Rows = (), events: Rows = (),
+               **more: Rows) -> None:
+    """Lay out every tab on the configured sheet (xlsx or Google) and add the given rows, as `init` would."""
+    from automations.check import init_sheet
+    from automations.sheets import open_backend
+
+    rows = {key: list(values) for key, values in
+            {"partners": partners, "referrals": referrals, "events": events, **more}.items() if values}
+    backend = open_backend(settings, sleep=lambda s: None) if settings.sheet.backend == "google" else open_backend(settings)
+    init_sheet(backend, settings, rows)
+
+
+def plan_for(settings: Settings, job: str, now: datetime, **inputs: Any) -> Plan:
+    """What *job* decides from the sheet as it is now (read through the real backend); *inputs* go to JobInput."""
+    from automations.jobs import JOBS
+    from automations.jobs.plan import JobInput
+    from automations.model import read_book
+    from automations.sheets import open_backend
+
+    book = read_book(open_backend(settings), settings)
+    return JOBS[job](JobInput(book=book, now=now, settings=settings, **inputs))
+
+
+def world_for(settings: Settings, clock: Callable[[], datetime], **fields: Any) -> World:
+    """What a run touches: the configured sheet, the state dir's ledger, *clock*; *fields* set or replace the rest."""
+    from automations.executor import World
+    from automations.mail.ledger import Ledger
+    from automations.sheets import open_backend
+
+    if "backend" not in fields:
+        fields["backend"] = open_backend(settings)
+    if "ledger" not in fields:
+        fields["ledger"] = Ledger.in_state_dir(settings.state_dir)
+    return World(settings=settings, clock=clock, **fields)
+
+
+@pytest.fixture
+def workbook(tmp_path: Path) -> Callable[..., Settings]:
+    """Make an xlsx workbook in tmp_path holding the given Partners/Referrals/Events rows; returns its Settings.
+
+    Keyword sections (``email={...}``) go to `make_settings`; row lists go to `seed_sheet`. Each call
+    makes a new workbook (with its own state dir): the first in tmp_path, the next in tmp_path/workbook-2...
+    """
+    made = itertools.count(1)
+
+    def make(partners: Rows = (), referrals: Rows = (), events: Rows = (), **sections: dict[str, Any]) -> Settings:
+        n = next(made)
+        folder = tmp_path if n == 1 else tmp_path / f"workbook-{n}"
+        folder.mkdir(exist_ok=True)
+        settings = make_settings(folder, **sections)
+        seed_sheet(settings, partners, referrals, events)
+        return settings
+
+    return make
 
 
 @pytest.fixture(params=["xlsx", "google"])

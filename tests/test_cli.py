@@ -127,3 +127,14 @@ def test_run_replies_without_a_mailbox_is_one_line_exit_2(tmp_path: Path, capsys
     assert "[email.imap] host is not set: the replies job reads the clinic's mailbox" in capsys.readouterr().err
     assert main(["--config", str(config), "run", "--all", "--dry-run", "--now", "2026-11-27"]) == 0
     assert "replies" not in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_demo_never_touches_a_folder_that_holds_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    var = tmp_path / "var"
+    (var / "state").mkdir(parents=True)
+    (var / "state" / "ledger.sqlite3").write_bytes(b"the real send history")
+    assert main(["demo", "--dir", str(var)]) == 2
+    assert f"demo: {var} already holds something; the demo writes only into a new or empty folder" in \
+        capsys.readouterr().err
+    assert (var / "state" / "ledger.sqlite3").read_bytes() == b"the real send history"
+    assert sorted(p.name for p in var.rglob("*")) == ["ledger.sqlite3", "state"]

@@ -81,3 +81,16 @@ def test_send_window_opens_on_weekdays_in_clinic_time() -> None:
     assert window.contains(datetime(2026, 11, 30, 8, 30, tzinfo=tz))
     assert window.next_open(datetime(2026, 11, 30, 7, 0, tzinfo=tz)) == datetime(2026, 11, 30, 8, 30, tzinfo=tz)
     assert SendWindow.parse("Sat,Sun 10:00-12:00").days == frozenset({5, 6})
+
+
+def test_a_schedule_line_at_which_a_sending_job_could_never_send_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(tmp_path, schedule={"digest": "monday at 08:00"})  # the window opens at 08:30
+    assert str(caught.value) == (
+        f"{tmp_path / 'settings.toml'}: [schedule] digest = 'monday at 08:00' is outside [email] send_window "
+        "(Mon-Fri 08:30-17:30), so digest would never send; pick a time inside it, e.g. digest = \"monday at 08:30\"")
+    with pytest.raises(ConfigError, match="events would never send"):
+        make_settings(tmp_path, schedule={"events": "saturday at 10:00"})
+    settings = make_settings(tmp_path, schedule={"dashboard": "every day at 07:00", "events": "daily at 09:00",
+                                                 "digest": "monday at 09:00", "discharge": "every 30 minutes"})
+    assert settings.schedule["dashboard"] == "every day at 07:00"  # it sends nothing: any time will do

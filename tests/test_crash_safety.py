@@ -22,17 +22,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import pytest
-
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import REPO, google_settings
+from tests.conftest import REPO, google_settings, seed_sheet
 from tests.support.configs import config_for
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, email_section
 
 NOW = "2026-11-27T10:00"  # a Friday, clinic time
 TODAY = "2026-11-27"
@@ -43,12 +40,6 @@ DUE = PROSPECTS + 2 * DISCHARGES
 UNKNOWN = "unknown whether it was delivered"
 
 Condition = Callable[[], bool]
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 # -- the sheet ---------------------------------------------------------------------------------------
@@ -89,14 +80,13 @@ def seed(settings: Settings) -> None:
                           "Patient first name": first, "Patient last name": last, "Patient email": patient_email(i),
                           "Consent": "Yes", "Consent expires": "2027-06-30", "Goal": "Back to running 5k",
                           "Discharge date": "2026-11-26"})
-    init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": referrals})
+    seed_sheet(settings, partners=partners, referrals=referrals)
 
 
 def write_config(tmp_path: Path, settings: Settings, smtp: SmtpServer) -> Path:
     # No owner_email: `run --all` would add the owner's digest to the emails counted here.
     return config_for(tmp_path / "crash.toml", settings, clinic={"owner_email": ""},
-                      email={"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none",
-                             "timeout": 10, "daily_limit": 100000, "send_window": "Mon-Sun 00:00-23:59"})
+                      email=email_section(smtp, timeout=10, daily_limit=100000, send_window="Mon-Sun 00:00-23:59"))
 
 
 # -- watching the run from outside -------------------------------------------------------------------

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.errors import AlreadyRunning, SheetError
 from automations.executor import World, run_jobs
@@ -22,8 +21,8 @@ from automations.mail.ledger import Ledger
 from automations.mail.transport import make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, make_settings
-from tests.support.smtp_server import SmtpServer
+from tests.conftest import Staff, make_settings, seed_sheet, world_for
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 FRIDAY_9AM = datetime(2026, 11, 27, 9, 0, tzinfo=TZ)
@@ -51,27 +50,19 @@ class Crash(BaseException):
     """Stands in for the process dying (SIGKILL, power loss): nothing in partnerloop catches it."""
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def smtp_settings(tmp_path: Path, server: SmtpServer, **email: Any) -> Settings:
-    return make_settings(tmp_path, email={"transport": "smtp", "host": server.host, "port": server.port,
-                                          "security": "none", "timeout": 5, **email})
+    return make_settings(tmp_path, email=email_section(server, **email))
 
 
 def prospects(settings: Settings, n: int) -> None:
     rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
              "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect", "Why partner": "shared goals"}
             for i in range(1, n + 1)]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
+    seed_sheet(settings, partners=rows)
 
 
 def world(settings: Settings, clock: FakeClock, transport_factory: Any = make_transport) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=clock, sleep=clock.sleep, transport_factory=transport_factory)
+    return world_for(settings, clock, sleep=clock.sleep, transport_factory=transport_factory)
 
 
 def recipients(server: SmtpServer) -> list[str]:
@@ -303,15 +294,6 @@ def test_a_second_run_of_the_same_job_is_refused_and_sends_nothing(tmp_path: Pat
         with pytest.raises(AlreadyRunning, match="outreach is already running"):
             run_jobs(world(settings, FakeClock(FRIDAY_9AM)), ["outreach"])
     assert not smtp.messages
-
-
-def test_never_to_an_opted_out_address(tmp_path: Path, smtp: SmtpServer, staff_for: Any) -> None:
-    settings = smtp_settings(tmp_path, smtp)
-    prospects(settings, 2)
-    staff_for(settings).add("Opt-outs", Email="COACH1@studio1.example", Reason="asked")
-    run_jobs(world(settings, FakeClock(FRIDAY_9AM)), ["outreach"])
-    assert recipients(smtp) == ["coach2@studio2.example"]
-    assert partner_statuses(settings)["P-0001"] == "Not emailed: the address is on Opt-outs"
 
 
 def test_merge_writes_joins_statuses_and_lets_carried_ones_fill_only_what_is_unsaid() -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.errors import SheetError
 from automations.executor import RunReport, World, run_jobs
@@ -26,8 +25,8 @@ from automations.mail.transport import Transport, make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
 from automations.sheets.google import GoogleBackend, RetryingHTTPClient
-from tests.conftest import google_settings, make_settings
-from tests.support.smtp_server import SmtpServer
+from tests.conftest import google_settings, make_settings, seed_sheet, world_for
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 FRIDAY_10AM = datetime(2026, 11, 27, 10, 0, tzinfo=TZ)
@@ -38,12 +37,6 @@ OWNER = "owner@riverside-pt.example"
 def due_with_digest(prospects: int) -> int:
     """What `seed` makes due: an intro per prospect, three referral thank-yous and the owner's weekly digest."""
     return prospects + 3 + 1
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 class Sleeps:
@@ -61,8 +54,7 @@ class Sleeps:
 
 
 def smtp_email(server: SmtpServer, **extra: Any) -> dict[str, Any]:
-    return {"transport": "smtp", "host": server.host, "port": server.port, "security": "none", "timeout": 5,
-            "send_window": "Mon-Sun 00:00-23:59", "daily_limit": 10000, **extra}
+    return email_section(server, send_window="Mon-Sun 00:00-23:59", daily_limit=10000, **extra)
 
 
 def seed(settings: Settings, n: int) -> None:
@@ -73,21 +65,19 @@ def seed(settings: Settings, n: int) -> None:
     referrals = [{"Referral ID": f"R-{i:04d}", "Direction": "In", "Partner": "Harbor Gym",
                   "Patient first name": f"Client{i}", "Referred on": "2026-11-25", "Consent": "Yes"}
                  for i in range(1, 4)]
-    init_sheet(open_backend(settings, sleep=lambda s: None), settings, {"partners": partners, "referrals": referrals})
+    seed_sheet(settings, partners=partners, referrals=referrals)
 
 
 def google_world(settings: Settings, sleeps: Sleeps,
                  transport_factory: Callable[[Settings], Transport] = make_transport,
                  now: datetime = FRIDAY_10AM) -> World:
-    return World(settings=settings, backend=GoogleBackend(settings.sheet, sleep=sleeps),
-                 ledger=Ledger.in_state_dir(settings.state_dir), clock=lambda: now,
-                 sleep=lambda s: None, transport_factory=transport_factory)
+    return world_for(settings, lambda: now, backend=GoogleBackend(settings.sheet, sleep=sleeps),
+                     sleep=lambda s: None, transport_factory=transport_factory)
 
 
 def xlsx_world(settings: Settings, now: datetime = FRIDAY_10AM,
                transport_factory: Callable[[Settings], Transport] = make_transport) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=lambda: now, sleep=lambda s: None, transport_factory=transport_factory)
+    return world_for(settings, lambda: now, sleep=lambda s: None, transport_factory=transport_factory)
 
 
 def arrivals(server: SmtpServer) -> Counter[str]:
@@ -280,7 +270,7 @@ def prospects_xlsx(tmp_path: Path, smtp: SmtpServer, n: int, **email: Any) -> Se
     settings = make_settings(tmp_path, email=smtp_email(smtp, **email), clinic={"owner_email": ""})
     rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
              "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
+    seed_sheet(settings, partners=rows)
     return settings
 
 

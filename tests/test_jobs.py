@@ -3,76 +3,32 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time
 from email.message import Message
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
-from automations.executor import World, run_jobs
+from automations.executor import run_jobs
 from automations.mail.ledger import Ledger
-from automations.mail.transport import make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, google_settings, make_settings
-from tests.support.smtp_server import SmtpServer, parse_message
+from tests.conftest import Staff, google_settings, make_settings, seed_sheet, world_for
+from tests.support.sixty_days import d, day0_rows
+from tests.support.smtp_server import SmtpServer, email_section, parse_message
 
-DAY0 = date(2026, 11, 2)  # a Monday
 TZ = ZoneInfo("America/Chicago")
 ROW_JOBS = ["outreach", "discharge", "referrals_in", "events"]
 
 
-def d(n: int) -> date:
-    return DAY0 + timedelta(days=n)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def sheet_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer) -> Settings:
-    email = {"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none", "timeout": 5}
+    email = email_section(smtp)
     if backend == "google":
         return google_settings(tmp_path, request.getfixturevalue("emulator"), email=email)
     return make_settings(tmp_path, email=email)
-
-
-def seed(settings: Settings) -> None:
-    partners = [
-        {"Partner ID": "P-0001", "Business": "Cold Gym", "Contact name": "Casey Cole", "Email": "cold@gym.example",
-         "Stage": "Prospect", "Why partner": "strength after rehab", "Phone": "555-0101"},
-        {"Partner ID": "P-0002", "Business": "Warm Yoga", "Contact name": "Wren Hale", "Email": "hello@warmyoga.example",
-         "Stage": "Prospect", "Introduced by": "Dr. Reyes", "Why partner": "gentle mobility"},
-        {"Partner ID": "P-0003", "Business": "Quiet Studio", "Email": "quiet@studio.example", "Stage": "Prospect",
-         "Do not email": "Yes"},
-        {"Partner ID": "P-0004", "Business": "Active Run Club", "Contact name": "Leo Martins", "Email": "run@club.example",
-         "Stage": "Active", "Perk": "two free group runs", "Referral procedure": "Coach Leo calls within 2 days"},
-        {"Partner ID": "P-0005", "Business": "Paused Gym", "Email": "paused@gym.example", "Stage": "Paused"},
-    ]
-    referrals = [
-        {"Referral ID": "R-0001", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Jordan",
-         "Patient last name": "Blake", "Patient email": "jordan@mail.example", "Consent": "Yes",
-         "Goal": "Back to running 5k", "Discharge date": d(8)},
-        {"Referral ID": "R-0002", "Direction": "Out", "Partner": "P-0005", "Patient first name": "Morgan",
-         "Consent": "Yes", "Goal": "Stairs without pain", "Discharge date": d(5)},
-        {"Referral ID": "R-0003", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Riley",
-         "Patient email": "riley@mail.example", "Consent": "Yes", "Goal": "Hike again", "Discharge date": d(25)},
-        {"Referral ID": "R-0004", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Avery",
-         "Consent": "", "Goal": "Knee strength", "Discharge date": d(4)},
-    ]
-    events = [
-        {"Event ID": "E-0001", "Event": "Healthy knees open house", "Date": d(40), "Partner": "Active Run Club",
-         "Kind": "Open house", "Location": "Clinic studio"},
-        {"Event ID": "E-0002", "Event": "Staff first-aid refresher", "Date": d(58), "Kind": "Talk",
-         "Location": "Clinic"},
-    ]
-    init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": referrals, "events": events})
 
 
 def staff_actions(staff: Staff) -> dict[int, Callable[[], None]]:
@@ -121,7 +77,7 @@ def test_sixty_days_deliver_exactly_the_expected_emails(
 ) -> None:
     caplog.set_level(logging.INFO)
     settings = sheet_settings(backend, tmp_path, request, smtp)
-    seed(settings)
+    seed_sheet(settings, **day0_rows())
     staff = staff_for(settings)
     actions = staff_actions(staff)
     ledger = Ledger.in_state_dir(settings.state_dir)
@@ -132,8 +88,7 @@ def test_sixty_days_deliver_exactly_the_expected_emails(
             actions[day]()
         for minute in (0, 5):  # every day's jobs run twice: the second run must add nothing
             now = datetime.combine(d(day), time(9, minute), TZ)
-            world = World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now)
-            run_jobs(world, ROW_JOBS)
+            run_jobs(world_for(settings, lambda: now, ledger=ledger), ROW_JOBS)
             if minute == 0:
                 after_first_run = len(smtp.messages)
         assert len(smtp.messages) == after_first_run, f"day {day}: the second run sent again"
@@ -186,14 +141,11 @@ def test_every_job_makes_a_constant_number_of_sheets_calls(tmp_path: Path, emula
                       "Stage": "Active", "Stage since": d(0)} for i in range(2, rows + 1)]
         referrals = [{"Referral ID": f"R-{i:05d}", "Direction": "In", "Partner": "Gym 2", "Patient first name": "A",
                       "Thanks sent": d(0), "Loop closed": d(0), "Referred on": d(0)} for i in range(1, rows + 1)]
-        init_sheet(open_backend(settings), settings, {"partners": partners, "referrals": referrals})
+        seed_sheet(settings, partners=partners, referrals=referrals)
         for job in [*ROW_JOBS, "all"]:
             emulator.reset_requests()
             now = datetime.combine(d(0), time(9, 0), TZ)
-            world = World(settings=settings, backend=open_backend(settings),
-                          ledger=Ledger.in_state_dir(settings.state_dir), clock=lambda: now,
-                          transport_factory=make_transport)
-            run_jobs(world, ROW_JOBS if job == "all" else [job])
+            run_jobs(world_for(settings, lambda: now), ROW_JOBS if job == "all" else [job])
             requests = [r for r in emulator.requests if settings.sheet.key in r.path]
             counts[(job, rows)] = len(requests)
             if job == "all":
@@ -202,19 +154,3 @@ def test_every_job_makes_a_constant_number_of_sheets_calls(tmp_path: Path, emula
     for job in [*ROW_JOBS, "all"]:
         assert counts[(job, 10)] == counts[(job, 5000)], (job, counts)
     assert counts[("all", 10)] <= 6
-
-
-def test_event_reminder_speaks_to_the_partner_and_to_staff_differently(tmp_path: Path) -> None:
-    from automations.jobs import JOBS
-    from automations.jobs.plan import JobInput
-    from automations.mail.render import Renderer
-
-    settings = make_settings(tmp_path)
-    seed(settings)
-    book = read_book(open_backend(settings), settings)
-    plan = JOBS["events"](JobInput(book=book, now=datetime.combine(d(37), time(9), TZ), settings=settings))
-    renderer = Renderer(settings.templates_dir)
-    texts = {e.recipient: renderer.render(e.template, e.context).text for e in plan.emails}
-    assert "Hi Leo," in texts["partner"] and "Hello team" not in texts["partner"]
-    assert "Hello team," in texts["staff"] and "Events tab (E-0001)" in texts["staff"]
-    assert "Events tab" not in texts["partner"]

@@ -13,7 +13,7 @@ import pytest
 
 from automations.config import Settings
 from automations.errors import MailError
-from automations.executor import World, run_jobs
+from automations.executor import run_jobs
 from automations.mail.gmail import GmailMailbox, GmailTransport
 from automations.mail.ledger import Ledger
 from automations.mail.oauth import GMAIL_READ, GMAIL_SEND
@@ -27,10 +27,11 @@ from automations.mail.transport import (
 )
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import make_settings
+from tests.conftest import make_settings, seed_sheet, world_for
 from tests.support.gmail_emulator import GmailEmulator
 from tests.support.google_token_server import GoogleTokenServer, write_key
-from tests.test_jobs import EXPECTED, ROW_JOBS, TZ, d, seed, staff_actions
+from tests.support.sixty_days import d, day0_rows
+from tests.test_jobs import EXPECTED, ROW_JOBS, TZ, staff_actions
 
 USER = "partners@riverside-pt.example"
 
@@ -151,7 +152,7 @@ def test_the_mailbox_reads_new_messages_from_the_saved_position_and_resyncs_when
 
 def test_sixty_days_over_gmail_deliver_what_smtp_delivers(google: Google, staff_for: Any) -> None:
     settings = google.settings
-    seed(settings)
+    seed_sheet(settings, **day0_rows())
     actions = staff_actions(staff_for(settings))
     ledger = Ledger.in_state_dir(settings.state_dir)
     got: list[tuple[int, str, str]] = []
@@ -161,7 +162,7 @@ def test_sixty_days_over_gmail_deliver_what_smtp_delivers(google: Google, staff_
             actions[day]()
         for minute in (0, 5):
             now = datetime.combine(d(day), time(9, minute), TZ)
-            run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+            run_jobs(world_for(settings, lambda: now, ledger=ledger),
                      ROW_JOBS)
         sent = google.gmail.sent(USER)
         got += [(day, str(m.parsed["X-Partnerloop-Template"]), str(m.parsed["To"].addresses[0].addr_spec))
@@ -172,17 +173,17 @@ def test_sixty_days_over_gmail_deliver_what_smtp_delivers(google: Google, staff_
 
 def test_a_send_whose_answer_is_lost_stays_unknown_and_is_never_sent_twice(google: Google) -> None:
     settings = google.settings
-    seed(settings)
+    seed_sheet(settings, **day0_rows())
     ledger = Ledger.in_state_dir(settings.state_dir)
     now = datetime.combine(d(0), time(9, 0), TZ)
     google.gmail.fail_next("drop")
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+    report = run_jobs(world_for(settings, lambda: now, ledger=ledger),
                       ["outreach"])
     assert report.fatal.startswith("mail server: Gmail API as partners@riverside-pt.example: no answer")
     [unknown] = ledger.unknown()
     for minute in (5, 10):
         later = datetime.combine(d(0), time(9, minute), TZ)
-        run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: later),
+        run_jobs(world_for(settings, lambda: later, ledger=ledger),
                  ["outreach"])
     sent_ids = [m.message_id for m in google.gmail.sent(USER)]
     assert sent_ids.count(unknown.message_id) == 1
@@ -194,11 +195,11 @@ def test_a_send_whose_answer_is_lost_stays_unknown_and_is_never_sent_twice(googl
 
 def test_a_revoked_grant_stops_the_run_with_one_line_and_sends_nothing(google: Google) -> None:
     settings = google.settings
-    seed(settings)
+    seed_sheet(settings, **day0_rows())
     google.tokens.ungrant(google.key, USER)
     ledger = Ledger.in_state_dir(settings.state_dir)
     now = datetime.combine(d(0), time(9, 0), TZ)
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+    report = run_jobs(world_for(settings, lambda: now, ledger=ledger),
                       ["outreach"])
     assert "Domain-wide delegation" in report.fatal and "\n" not in report.fatal
     assert google.gmail.sent(USER) == []
@@ -212,16 +213,16 @@ def test_a_revoked_grant_stops_the_run_with_one_line_and_sends_nothing(google: G
 def test_a_limit_holds_the_run_and_the_next_run_sends_each_email_once(google: Google, fault: str,
                                                                         words: str) -> None:
     settings = google.settings
-    seed(settings)
+    seed_sheet(settings, **day0_rows())
     ledger = Ledger.in_state_dir(settings.state_dir)
     now = datetime.combine(d(0), time(9, 0), TZ)
     google.gmail.fail_next(fault)
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+    report = run_jobs(world_for(settings, lambda: now, ledger=ledger),
                       ["outreach"])
     assert words in report.fatal and "\n" not in report.fatal
     assert report.count("sent") == 0 and google.gmail.sent(USER) == []
     later = datetime.combine(d(0), time(9, 5), TZ)
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: later),
+    report = run_jobs(world_for(settings, lambda: later, ledger=ledger),
                       ["outreach"])
     assert report.count("sent") == 2 and report.fatal == ""
     recipients = sorted(str(m.parsed["To"].addresses[0].addr_spec) for m in google.gmail.sent(USER))
@@ -236,3 +237,25 @@ def test_a_refused_recipient_is_not_named_in_the_error(google: Google) -> None:
         transport.send(letter(message_id="<next@riverside-pt.example>"))  # the next message goes ahead
     assert str(refused.value) == "Gmail refused the message: Invalid To header: the recipient"
     assert [m.message_id for m in google.gmail.sent(USER)] == ["<next@riverside-pt.example>"]
+
+
+def test_the_replies_job_reads_the_gmail_mailbox(google: Google) -> None:
+    from automations.mail.gmail import read_inbox
+
+    settings = google.settings
+    seed_sheet(settings, **day0_rows())
+    monday = datetime.combine(d(0), time(9, 0), TZ)
+    run_jobs(world_for(settings, lambda: monday), ["outreach"])
+    intro = next(m.parsed for m in google.gmail.sent(USER) if "cold@gym.example" in str(m.parsed["To"]))
+    reply = letter(to=USER, message_id="<answer@gym.example>")
+    reply.replace_header("From", "Casey Cole <cold@gym.example>")
+    reply.replace_header("Subject", f"Re: {intro['Subject']}")
+    reply["In-Reply-To"] = str(intro["Message-ID"])
+    google.gmail.deliver(USER, message_bytes(reply))
+    tuesday = datetime.combine(d(1), time(10, 0), TZ)
+    report = run_jobs(world_for(settings, lambda: tuesday, mailbox=read_inbox), ["replies"])
+    assert report.fatal == ""
+    status = {p.id: p.status for p in read_book(open_backend(settings), settings).partners}
+    assert status["P-0001"] == f"Replied {d(1).isoformat()}: update Stage"
+    again = run_jobs(world_for(settings, lambda: tuesday, mailbox=read_inbox), ["replies"])
+    assert again.fatal == "" and "0 new message(s)" in " ".join(again.summary())

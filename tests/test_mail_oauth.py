@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.errors import ConfigError
 from automations.executor import World, run_jobs
@@ -27,7 +26,7 @@ from automations.mail.oauth import GOOGLE_MAIL, MicrosoftTokens
 from automations.mail.transport import AuthFailed, SmtpTransport, make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import make_settings
+from tests.conftest import make_settings, seed_sheet, world_for
 from tests.support.google_token_server import GoogleTokenServer, write_key
 from tests.support.imap_server import ImapServer
 from tests.support.microsoft_authority import MicrosoftAuthority
@@ -87,8 +86,7 @@ def letter(message_id: str = "<m1@riverside-pt.example>") -> EmailMessage:
 
 
 def world(settings: Settings, now: datetime) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=lambda: now, sleep=lambda s: None)
+    return world_for(settings, lambda: now, sleep=lambda s: None)
 
 
 # -- SMTP ---------------------------------------------------------------------------------------------------
@@ -119,7 +117,7 @@ def test_smtp_fetches_a_fresh_token_when_the_server_says_it_expired(
 def test_a_revoked_grant_stops_the_run_with_one_line_before_anything_is_claimed(
         tmp_path: Path, google: GoogleTokenServer, key: dict[str, Any], smtp: SmtpServer) -> None:
     settings = oauth_settings(tmp_path, key, smtp)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS})
+    seed_sheet(settings, partners=PARTNERS)
     google.ungrant(key, USER)
     report = run_jobs(world(settings, MONDAY), ["outreach"])
     assert report.fatal.startswith("mail server: Google Workspace does not let the service account")
@@ -159,7 +157,7 @@ def reply_to(original: EmailMessage, sender: str) -> EmailMessage:
 def test_sending_and_the_replies_job_over_xoauth2(tmp_path: Path, google: GoogleTokenServer, key: dict[str, Any],
                                                   smtp: SmtpServer, imap: ImapServer) -> None:
     settings = oauth_settings(tmp_path, key, smtp, imap)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS})
+    seed_sheet(settings, partners=PARTNERS)
     assert run_jobs(world(settings, MONDAY), ["outreach"]).count("sent") == 2
     intro = next(m.message for m in smtp.messages if m.recipients == ["tess@gym1.example"])
     imap.deliver(USER, reply_to(intro, "Tess Reed <tess@gym1.example>"))
@@ -186,7 +184,7 @@ def test_imap_refuses_a_token_for_another_mailbox_with_one_line(tmp_path: Path, 
     google.grant(key, USER, "https://www.googleapis.com/auth/gmail.readonly")  # not the IMAP scope
     settings = oauth_settings(tmp_path, key, smtp, imap)
     with pytest.raises(AuthFailed) as refused:
-        fetch_new(settings, Ledger.in_state_dir(settings.state_dir))
+        fetch_new(settings, None)
     assert "Domain-wide delegation" in str(refused.value) and GOOGLE_MAIL in str(refused.value)
 
 
@@ -268,7 +266,7 @@ def test_dovecot_takes_only_live_tokens_and_an_expired_one_is_replaced(
         client.authenticate("XOAUTH2", lambda challenge: xoauth2(USER, stale) if not challenge else b"")
     client.logout()
     imap.deliver(USER, letter("<waiting@riverside-pt.example>"))
-    messages = fetch_new(settings, Ledger.in_state_dir(settings.state_dir), tokens=tokens)
+    messages = fetch_new(settings, None, tokens=tokens)
     assert "<waiting@riverside-pt.example>" in [m.message_id for m in messages]
     assert tokens.token() != stale
 
@@ -283,7 +281,7 @@ def test_imap_with_microsoft_tokens_reads_the_mailbox(tmp_path: Path, microsoft:
                       "authority": microsoft.url}})
     microsoft.register("app-1", "the-right-secret", USER)
     imap.deliver(USER, letter("<for-the-app@riverside-pt.example>"))
-    messages = fetch_new(settings, Ledger.in_state_dir(settings.state_dir), tokens=msal_tokens(settings, microsoft))
+    messages = fetch_new(settings, None, tokens=msal_tokens(settings, microsoft))
     assert "<for-the-app@riverside-pt.example>" in [m.message_id for m in messages]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -53,12 +52,6 @@ def renderer() -> Renderer:
     return Renderer(TEMPLATES)
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def message_for(
     renderer: Renderer,
     clinic: ClinicSettings,
@@ -87,7 +80,7 @@ def text_of(message: Any, kind: str) -> str:
     [("Dana Brooks", "Northside Strength Co."), ("Zoë Müller", "Café Ñandú Yoga")],
 )
 def test_the_server_receives_exactly_what_was_rendered(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings, to_name: str, business: str
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings, to_name: str, business: str
 ) -> None:
     context = sample_context("outreach_intro", clinic, today=date(2026, 11, 27))
     context["partner"].business = business
@@ -95,11 +88,11 @@ def test_the_server_receives_exactly_what_was_rendered(
     message = build_message(rendered, to_email="dana@northside-strength.example", to_name=to_name,
                             clinic=clinic, outreach=True, now=NOW)
 
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         result = transport.send(message)
 
     assert result.startswith("250")
-    [arrived] = smtp_server.messages
+    [arrived] = smtp.messages
     assert arrived.envelope_from == "partners@riverside-pt.example"
     assert arrived.recipients == ["dana@northside-strength.example"]
     got = arrived.message
@@ -113,22 +106,22 @@ def test_the_server_receives_exactly_what_was_rendered(
     assert business in text_of(got, "plain")
 
 
-def test_one_connection_serves_the_whole_run(smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings) -> None:
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+def test_one_connection_serves_the_whole_run(smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings) -> None:
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         for n in range(5):
             transport.send(message_for(renderer, clinic, to_email=f"partner{n}@example.org"))
-    assert len(smtp_server.messages) == 5
-    assert smtp_server.connections == 1
+    assert len(smtp.messages) == 5
+    assert smtp.connections == 1
 
 
 def test_a_bcc_in_a_name_adds_no_header_and_no_recipient(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:
     message = message_for(renderer, clinic, to_name="Dana\r\nBcc: someone@example.org",
                           business="Northside\r\nBcc: someone@example.org")
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         transport.send(message)
-    [arrived] = smtp_server.messages
+    [arrived] = smtp.messages
     assert arrived.recipients == ["dana@northside-strength.example"]
     assert arrived.message["Bcc"] is None
     headers = arrived.raw.split(b"\r\n\r\n", 1)[0]
@@ -136,11 +129,11 @@ def test_a_bcc_in_a_name_adds_no_header_and_no_recipient(
     assert [a.addr_spec for a in arrived.message["To"].addresses] == ["dana@northside-strength.example"]
 
 
-def test_markup_in_a_cell_arrives_escaped(smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings) -> None:
+def test_markup_in_a_cell_arrives_escaped(smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings) -> None:
     message = message_for(renderer, clinic, business="<script>alert(1)</script>")
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         transport.send(message)
-    html = text_of(smtp_server.messages[0].message, "html")
+    html = text_of(smtp.messages[0].message, "html")
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
@@ -149,13 +142,13 @@ def test_markup_in_a_cell_arrives_escaped(smtp_server: SmtpServer, renderer: Ren
 
 
 def test_a_refused_recipient_does_not_stop_the_others(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:
-    smtp_server.refuse("gone@example.org", 550, "5.1.1 <gone@example.org>: mailbox unavailable")
+    smtp.refuse("gone@example.org", 550, "5.1.1 <gone@example.org>: mailbox unavailable")
     messages = [message_for(renderer, clinic, to_email=address)
                 for address in ("first@example.org", "gone@example.org", "third@example.org")]
     outcomes: list[str] = []
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         for message in messages:
             try:
                 outcomes.append(transport.send(message))
@@ -163,80 +156,93 @@ def test_a_refused_recipient_does_not_stop_the_others(
                 outcomes.append(f"refused: {refused}")
                 assert refused.code == 550
     assert outcomes[1] == "refused: 550 5.1.1 <the recipient>: mailbox unavailable"  # no address in the reason
-    assert [m.recipients for m in smtp_server.messages] == [["first@example.org"], ["third@example.org"]]
-    assert smtp_server.connections == 1
+    assert [m.recipients for m in smtp.messages] == [["first@example.org"], ["third@example.org"]]
+    assert smtp.connections == 1
 
 
-def test_a_421_reconnects_once_and_delivers_once(smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings) -> None:
+def test_a_421_reconnects_once_and_delivers_once(smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings) -> None:
     message = message_for(renderer, clinic)
-    smtp_server.fail_next(1, code=421)
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    smtp.fail_next(1, code=421)
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         assert transport.send(message).startswith("250")
-    assert smtp_server.arrivals(message["Message-ID"]) == 1
-    assert smtp_server.connections == 2
+    assert smtp.arrivals(message["Message-ID"]) == 1
+    assert smtp.connections == 2
 
 
 def test_a_second_421_after_reconnecting_is_a_temporary_failure(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:
     message = message_for(renderer, clinic)
-    smtp_server.fail_next(2, code=421)
-    with SmtpTransport(email_settings_for(smtp_server)) as transport, pytest.raises(TemporaryFailure, match="not delivered"):
+    smtp.fail_next(2, code=421)
+    with SmtpTransport(email_settings_for(smtp)) as transport, pytest.raises(TemporaryFailure, match="not delivered"):
         transport.send(message)
-    assert smtp_server.messages == []
-    assert smtp_server.connections == 2  # one reconnect, no more
+    assert smtp.messages == []
+    assert smtp.connections == 2  # one reconnect, no more
 
 
 def test_a_4xx_reply_is_a_temporary_failure_without_retry(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:
-    smtp_server.fail_next(1, code=451)
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    smtp.fail_next(1, code=451)
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         with pytest.raises(TemporaryFailure, match="451"):
             transport.send(message_for(renderer, clinic))
         assert transport.send(message_for(renderer, clinic)).startswith("250")  # the connection is still good
-    assert len(smtp_server.messages) == 1
-    assert smtp_server.connections == 1
+    assert len(smtp.messages) == 1
+    assert smtp.connections == 1
 
 
 def test_a_connection_dropped_between_messages_is_reopened(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:
     first, second, third = (message_for(renderer, clinic) for _ in range(3))
-    smtp_server.drop_after(1)
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    smtp.drop_after(1)
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         for message in (first, second, third):
             transport.send(message)
     for message in (first, second, third):
-        assert smtp_server.arrivals(message["Message-ID"]) == 1
-    assert smtp_server.connections == 2
+        assert smtp.arrivals(message["Message-ID"]) == 1
+    assert smtp.connections == 2
 
 
 def test_a_drop_after_the_message_was_handed_over_is_never_retried(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:
     message, after = message_for(renderer, clinic), message_for(renderer, clinic)
-    smtp_server.drop_before_reply(1)
-    with SmtpTransport(email_settings_for(smtp_server)) as transport:
+    smtp.drop_before_reply(1)
+    with SmtpTransport(email_settings_for(smtp)) as transport:
         with pytest.raises(OutcomeUnknown, match="may or may not"):
             transport.send(message)
         transport.send(after)  # the run goes on over a new connection
-    assert smtp_server.arrivals(message["Message-ID"]) == 1  # the server has it: a retry would double it
-    assert smtp_server.arrivals(after["Message-ID"]) == 1
+    assert smtp.arrivals(message["Message-ID"]) == 1  # the server has it: a retry would double it
+    assert smtp.arrivals(after["Message-ID"]) == 1
+
+
+def test_a_reply_that_is_not_smtp_after_the_message_is_an_unknown_outcome_never_retried(
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+) -> None:
+    message, after = message_for(renderer, clinic), message_for(renderer, clinic)
+    smtp.garble_reply(1)
+    with SmtpTransport(email_settings_for(smtp)) as transport:
+        with pytest.raises(OutcomeUnknown, match="not an SMTP reply .*may or may not"):
+            transport.send(message)
+        transport.send(after)  # the run goes on over a new connection
+    assert smtp.arrivals(message["Message-ID"]) == 1  # a retry would have doubled it
+    assert smtp.arrivals(after["Message-ID"]) == 1
 
 
 def test_a_server_slower_than_the_timeout_gives_outcome_unknown(
-    smtp_server: SmtpServer, renderer: Renderer, clinic: ClinicSettings
+    smtp: SmtpServer, renderer: Renderer, clinic: ClinicSettings
 ) -> None:
     """The server already holds the whole message when it goes quiet, so it may still deliver it:
     that is OutcomeUnknown (staff decide), not TemporaryFailure (which would invite a re-send)."""
     message = message_for(renderer, clinic)
-    smtp_server.delay(2.0)
+    smtp.delay(2.0)
     started = time.monotonic()
-    with SmtpTransport(email_settings_for(smtp_server, timeout=0.5)) as transport, pytest.raises(OutcomeUnknown):
+    with SmtpTransport(email_settings_for(smtp, timeout=0.5)) as transport, pytest.raises(OutcomeUnknown):
         transport.send(message)
     assert time.monotonic() - started < 1.8
-    assert smtp_server.arrivals(message["Message-ID"]) == 1
+    assert smtp.arrivals(message["Message-ID"]) == 1
 
 
 def test_an_unreachable_server_is_a_temporary_failure_naming_host_and_port(
@@ -300,9 +306,9 @@ def test_an_untrusted_certificate_is_refused(renderer: Renderer, clinic: ClinicS
         assert not isinstance(caught.value, TemporaryFailure)
 
 
-def test_starttls_not_offered_is_a_config_problem(smtp_server: SmtpServer) -> None:
+def test_starttls_not_offered_is_a_config_problem(smtp: SmtpServer) -> None:
     with pytest.raises(MailError, match="does not offer STARTTLS"):
-        SmtpTransport(email_settings_for(smtp_server, security="starttls")).open()
+        SmtpTransport(email_settings_for(smtp, security="starttls")).open()
 
 
 # --- international addresses -------------------------------------------------------------
@@ -361,14 +367,14 @@ def test_outbox_writes_private_sortable_eml_files(tmp_path: Path, renderer: Rend
         assert "zo" not in name and "Pat" not in name  # no patient data in file names
 
 
-def test_make_transport_follows_the_config(tmp_path: Path, smtp_server: SmtpServer) -> None:
+def test_make_transport_follows_the_config(tmp_path: Path, smtp: SmtpServer) -> None:
     outbox = make_transport(make_settings(tmp_path))
     assert isinstance(outbox, OutboxTransport) and outbox.directory == tmp_path / "outbox"
-    smtp = make_transport(
-        make_settings(tmp_path, transport="smtp", host=smtp_server.host, port=smtp_server.port, security="none"),
+    transport = make_transport(
+        make_settings(tmp_path, transport="smtp", host=smtp.host, port=smtp.port, security="none"),
         password="",
     )
-    assert isinstance(smtp, SmtpTransport)
-    with smtp:
+    assert isinstance(transport, SmtpTransport)
+    with transport:
         pass
-    assert smtp_server.connections == 1
+    assert smtp.connections == 1

@@ -2,55 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from automations.config import Settings
+from automations.core import Inbox
 from automations.errors import MailError
-from automations.mail.imap import fetch_new
+from automations.mail.imap import fetch_new, read_inbox
 from automations.mail.inbound import (
-    POSITION_KEY,
     InboundMessage,
     MailboxPosition,
     UnreadableMessage,
+    next_position,
     parse_message,
 )
-from automations.mail.ledger import Ledger
 from tests.conftest import make_settings
-from tests.support.imap_server import PASSWORD, ImapServer
+from tests.support.imap_server import ImapServer, imap_section
 
 CLINIC = "partners@riverside-pt.example"
-PASSWORD_ENV = "PARTNERLOOP_TEST_IMAP_PASSWORD"
 SENT_ID = "<170.intro@riverside-pt.example>"
 
 
-@pytest.fixture(scope="module")
-def imap() -> Iterator[ImapServer]:
-    with ImapServer() as server:
-        yield server
-
-
-@pytest.fixture
-def user(imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    return imap.new_user()
-
-
 def imap_settings(tmp_path: Path, server: ImapServer, user: str, **imap: Any) -> Settings:
-    values = {"host": server.host, "port": server.port, "security": "none", "username": user,
-              "password_env": PASSWORD_ENV, **imap}
-    return make_settings(tmp_path, email={"timeout": 5, "imap": values})
-
-
-def ledger_for(settings: Settings) -> Ledger:
-    return Ledger.in_state_dir(settings.state_dir)
+    return make_settings(tmp_path, email={"timeout": 5, "imap": imap_section(server, user, **imap)})
 
 
 def mail(sender: str = "coach@studio.example", subject: str = "Re: A partnership", body: str = "Sounds good!",
@@ -202,81 +184,104 @@ def test_the_position_survives_a_round_trip_and_garbage_means_start_over() -> No
 
 # -- against the IMAP server --------------------------------------------------------------------------
 def test_fetch_reads_new_messages_in_order_and_leaves_them_unread(tmp_path: Path, imap: ImapServer,
-                                                                   user: str) -> None:
-    imap.deliver(user, mail(In_Reply_To=SENT_ID))
-    imap.deliver(user, mail("away@studio.example", subject="Out of office", Auto_Submitted="auto-replied"))
-    imap.deliver(user, bounce())
-    settings = imap_settings(tmp_path, imap, user)
-    messages = fetch_new(settings, ledger_for(settings))
+                                                                   imap_user: str) -> None:
+    imap.deliver(imap_user, mail(In_Reply_To=SENT_ID))
+    imap.deliver(imap_user, mail("away@studio.example", subject="Out of office", Auto_Submitted="auto-replied"))
+    imap.deliver(imap_user, bounce())
+    settings = imap_settings(tmp_path, imap, imap_user)
+    messages = fetch_new(settings, None)
     assert [m.uid for m in messages] == [1, 2, 3]
     assert len({m.uidvalidity for m in messages}) == 1
     assert messages[0].in_reply_to == SENT_ID and messages[0].first_lines == ("Sounds good!",)
     assert messages[1].auto_submitted
     assert messages[2].bounced_recipients == ("gone@studio.example",)
-    assert all("\\Seen" not in flags for flags in imap.flags(user).values())
-    assert imap.count(user) == 3  # nothing deleted or moved
+    assert all("\\Seen" not in flags for flags in imap.flags(imap_user).values())
+    assert imap.count(imap_user) == 3  # nothing deleted or moved
 
 
-def test_fetch_starts_after_the_saved_position(tmp_path: Path, imap: ImapServer, user: str) -> None:
+def test_the_position_after_a_read() -> None:
+    here = "partners@imap.example/INBOX"
+    saved = json.dumps({"uidvalidity": 7, "uid": 90, "mailbox": here})
+    assert next_position((), here, saved) == saved  # nothing read: the saved position stays
+    read = (InboundMessage(uid=93, uidvalidity=7), InboundMessage.unreadable(95, 7, "unknown charset"))
+    assert json.loads(next_position(read, here, saved)) == {"uidvalidity": 7, "uid": 95, "mailbox": here}
+    renumbered = (InboundMessage(uid=3, uidvalidity=8),)
+    assert json.loads(next_position(renumbered, here, saved)) == {"uidvalidity": 8, "uid": 3, "mailbox": here}
+    elsewhere = json.dumps({"uidvalidity": 7, "uid": 900, "mailbox": "partners@imap.example/Old"})
+    assert json.loads(next_position(read, here, elsewhere))["uid"] == 95
+
+
+def test_reading_the_inbox_gives_the_messages_and_the_position_after_them(tmp_path: Path, imap: ImapServer,
+                                                                         imap_user: str) -> None:
+    for n in range(2):
+        imap.deliver(imap_user, mail(body=f"reply {n}"))
+    settings = imap_settings(tmp_path, imap, imap_user)
+    inbox = read_inbox(settings, None)
+    assert [m.first_lines for m in inbox.messages] == [("reply 0",), ("reply 1",)]
+    assert json.loads(inbox.position)["uid"] == 2
+    assert read_inbox(settings, inbox.position) == Inbox((), inbox.position)
+
+
+def test_fetch_starts_after_the_saved_position(tmp_path: Path, imap: ImapServer, imap_user: str) -> None:
     for n in range(3):
-        imap.deliver(user, mail(body=f"reply {n}"))
-    settings = imap_settings(tmp_path, imap, user)
-    ledger = ledger_for(settings)
-    first = fetch_new(settings, ledger)
-    assert [m.uid for m in fetch_new(settings, ledger)] == [1, 2, 3]  # fetch_new itself saves nothing
-    ledger.set_value(POSITION_KEY, MailboxPosition(first[0].uidvalidity, 3).to_json())
-    assert fetch_new(settings, ledger) == ()  # "4:*" would name the last message; it is not new
-    imap.deliver(user, mail(body="one more"))
-    assert [(m.uid, m.first_lines) for m in fetch_new(settings, ledger)] == [(4, ("one more",))]
+        imap.deliver(imap_user, mail(body=f"reply {n}"))
+    settings = imap_settings(tmp_path, imap, imap_user)
+    position = None
+    first = fetch_new(settings, position)
+    assert [m.uid for m in fetch_new(settings, position)] == [1, 2, 3]  # fetch_new itself saves nothing
+    position = MailboxPosition(first[0].uidvalidity, 3).to_json()
+    assert fetch_new(settings, position) == ()  # "4:*" would name the last message; it is not new
+    imap.deliver(imap_user, mail(body="one more"))
+    assert [(m.uid, m.first_lines) for m in fetch_new(settings, position)] == [(4, ("one more",))]
 
 
-def test_a_renumbered_folder_is_read_again_from_the_start(tmp_path: Path, imap: ImapServer, user: str,
+def test_a_renumbered_folder_is_read_again_from_the_start(tmp_path: Path, imap: ImapServer, imap_user: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    imap.deliver(user, mail(body="before"), folder="Partners")
-    settings = imap_settings(tmp_path, imap, user, folder="Partners")
-    ledger = ledger_for(settings)
-    before = fetch_new(settings, ledger)
-    ledger.set_value(POSITION_KEY, MailboxPosition(before[0].uidvalidity, 1).to_json())
-    imap.recreate(user, "Partners")
-    imap.deliver(user, mail(body="after"), folder="Partners")
+    imap.deliver(imap_user, mail(body="before"), folder="Partners")
+    settings = imap_settings(tmp_path, imap, imap_user, folder="Partners")
+    position = None
+    before = fetch_new(settings, position)
+    position = MailboxPosition(before[0].uidvalidity, 1).to_json()
+    imap.recreate(imap_user, "Partners")
+    imap.deliver(imap_user, mail(body="after"), folder="Partners")
     with caplog.at_level(logging.INFO, logger="partnerloop"):
-        after = fetch_new(settings, ledger)
+        after = fetch_new(settings, position)
     assert [(m.uid, m.first_lines) for m in after] == [(1, ("after",))]
     assert after[0].uidvalidity != before[0].uidvalidity
     assert "UIDVALIDITY" in caplog.text and "renumbered" in caplog.text
 
 
-def test_a_position_saved_for_another_folder_is_not_used(tmp_path: Path, imap: ImapServer, user: str,
+def test_a_position_saved_for_another_folder_is_not_used(tmp_path: Path, imap: ImapServer, imap_user: str,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    imap.deliver(user, mail(body="first"))
-    settings = imap_settings(tmp_path, imap, user)
-    ledger = ledger_for(settings)
-    [message] = fetch_new(settings, ledger)
-    ledger.set_value(POSITION_KEY, MailboxPosition(message.uidvalidity, 1, f"{user}@{imap.host}/Archive").to_json())
+    imap.deliver(imap_user, mail(body="first"))
+    settings = imap_settings(tmp_path, imap, imap_user)
+    position = None
+    [message] = fetch_new(settings, position)
+    position = MailboxPosition(message.uidvalidity, 1, f"{imap_user}@{imap.host}/Archive").to_json()
     with caplog.at_level(logging.INFO, logger="partnerloop"):
-        assert [m.uid for m in fetch_new(settings, ledger)] == [1]
+        assert [m.uid for m in fetch_new(settings, position)] == [1]
     assert "another mailbox" in caplog.text
-    ledger.set_value(POSITION_KEY, MailboxPosition(message.uidvalidity, 1, f"{user}@{imap.host}/INBOX").to_json())
-    assert fetch_new(settings, ledger) == ()
+    position = MailboxPosition(message.uidvalidity, 1, f"{imap_user}@{imap.host}/INBOX").to_json()
+    assert fetch_new(settings, position) == ()
 
 
-def test_at_most_one_batch_per_run(tmp_path: Path, imap: ImapServer, user: str) -> None:
+def test_at_most_one_batch_per_run(tmp_path: Path, imap: ImapServer, imap_user: str) -> None:
     for n in range(5):
-        imap.deliver(user, mail(body=f"reply {n}"))
-    settings = imap_settings(tmp_path, imap, user)
-    assert [m.uid for m in fetch_new(settings, ledger_for(settings), batch=2)] == [1, 2]
+        imap.deliver(imap_user, mail(body=f"reply {n}"))
+    settings = imap_settings(tmp_path, imap, imap_user)
+    assert [m.uid for m in fetch_new(settings, None, batch=2)] == [1, 2]
 
 
-def test_unreadable_messages_are_skipped_with_a_log_line(tmp_path: Path, imap: ImapServer, user: str,
+def test_unreadable_messages_are_skipped_with_a_log_line(tmp_path: Path, imap: ImapServer, imap_user: str,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    imap.deliver(user, b"From: secret.sender@studio.example\r\nThis line is no header\r\nSubject: Private\r\n\r\n"
+    imap.deliver(imap_user, b"From: secret.sender@studio.example\r\nThis line is no header\r\nSubject: Private\r\n\r\n"
                        b"private words\r\n")
-    imap.deliver(user, b"From: secret.sender@studio.example\r\nSubject: Private\r\nMIME-Version: 1.0\r\n"
+    imap.deliver(imap_user, b"From: secret.sender@studio.example\r\nSubject: Private\r\nMIME-Version: 1.0\r\n"
                        b"Content-Type: text/plain; charset=x-unknown-9\r\n\r\nprivate words\r\n")
-    imap.deliver(user, mail(body="still read"))
-    settings = imap_settings(tmp_path, imap, user, mark_read=True)
+    imap.deliver(imap_user, mail(body="still read"))
+    settings = imap_settings(tmp_path, imap, imap_user, mark_read=True)
     with caplog.at_level(logging.WARNING, logger="partnerloop"):
-        messages = fetch_new(settings, ledger_for(settings))
+        messages = fetch_new(settings, None)
     assert [(m.uid, bool(m.skipped)) for m in messages] == [(1, True), (2, True), (3, False)]
     assert messages[2].first_lines == ("still read",)
     lines = [r.getMessage() for r in caplog.records]
@@ -284,70 +289,70 @@ def test_unreadable_messages_are_skipped_with_a_log_line(tmp_path: Path, imap: I
     assert any("UID 2" in line and "unknown charset" in line for line in lines)
     assert "secret.sender" not in caplog.text and "Private" not in caplog.text and "private" not in caplog.text
     assert f"{imap.host}:{imap.port}" in caplog.text
-    flags = imap.flags(user)  # only what was read is marked read; the skipped ones wait for staff
+    flags = imap.flags(imap_user)  # only what was read is marked read; the skipped ones wait for staff
     assert ["\\Seen" in flags[uid] for uid in (1, 2, 3)] == [False, False, True]
 
 
-def test_mark_read_flags_what_was_read(tmp_path: Path, imap: ImapServer, user: str) -> None:
-    imap.deliver(user, mail(body="a"))
-    imap.deliver(user, mail(body="b"))
-    settings = imap_settings(tmp_path, imap, user, mark_read=True)
-    fetch_new(settings, ledger_for(settings))
-    assert all("\\Seen" in flags for flags in imap.flags(user).values())
+def test_mark_read_flags_what_was_read(tmp_path: Path, imap: ImapServer, imap_user: str) -> None:
+    imap.deliver(imap_user, mail(body="a"))
+    imap.deliver(imap_user, mail(body="b"))
+    settings = imap_settings(tmp_path, imap, imap_user, mark_read=True)
+    fetch_new(settings, None)
+    assert all("\\Seen" in flags for flags in imap.flags(imap_user).values())
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
-def test_tls_connections(tmp_path: Path, imap: ImapServer, user: str, security: str) -> None:
-    imap.deliver(user, mail())
+def test_tls_connections(tmp_path: Path, imap: ImapServer, imap_user: str, security: str) -> None:
+    imap.deliver(imap_user, mail())
     port = imap.ssl_port if security == "ssl" else imap.port
-    settings = imap_settings(tmp_path, imap, user, security=security, port=port)
-    messages = fetch_new(settings, ledger_for(settings), ssl_context=imap.client_ssl_context())
+    settings = imap_settings(tmp_path, imap, imap_user, security=security, port=port)
+    messages = fetch_new(settings, None, ssl_context=imap.client_ssl_context())
     assert [m.uid for m in messages] == [1]
 
 
-def test_an_untrusted_certificate_is_refused(tmp_path: Path, imap: ImapServer, user: str) -> None:
-    settings = imap_settings(tmp_path, imap, user, security="ssl", port=imap.ssl_port)
+def test_an_untrusted_certificate_is_refused(tmp_path: Path, imap: ImapServer, imap_user: str) -> None:
+    settings = imap_settings(tmp_path, imap, imap_user, security="ssl", port=imap.ssl_port)
     with pytest.raises(MailError, match=rf"^IMAP {imap.host}:{imap.ssl_port}: the server's certificate is not trusted"):
-        fetch_new(settings, ledger_for(settings))
+        fetch_new(settings, None)
 
 
-def test_a_wrong_password_is_one_line_naming_host_and_port(tmp_path: Path, imap: ImapServer, user: str) -> None:
-    settings = imap_settings(tmp_path, imap, user)
+def test_a_wrong_password_is_one_line_naming_host_and_port(tmp_path: Path, imap: ImapServer, imap_user: str) -> None:
+    settings = imap_settings(tmp_path, imap, imap_user)
     with pytest.raises(MailError) as caught:
-        fetch_new(settings, ledger_for(settings), password="wrong")
+        fetch_new(settings, None, password="wrong")
     assert str(caught.value) == (f"IMAP {imap.host}:{imap.port} refused the username or password; "
                                  "check [email.imap] username and password_env")
 
 
-def test_an_unreachable_server_is_a_mail_error(tmp_path: Path, user: str) -> None:
+def test_an_unreachable_server_is_a_mail_error(tmp_path: Path, imap_user: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once closed
     settings = make_settings(tmp_path, email={"timeout": 2, "imap": {"host": "127.0.0.1", "port": port,
                                                                      "security": "none"}})
     with pytest.raises(MailError, match=rf"^IMAP 127\.0\.0\.1:{port}: cannot reach the mail server"):
-        fetch_new(settings, ledger_for(settings))
+        fetch_new(settings, None)
 
 
-def test_a_missing_folder_is_named(tmp_path: Path, imap: ImapServer, user: str) -> None:
-    settings = imap_settings(tmp_path, imap, user, folder="Partner replies")
+def test_a_missing_folder_is_named(tmp_path: Path, imap: ImapServer, imap_user: str) -> None:
+    settings = imap_settings(tmp_path, imap, imap_user, folder="Partner replies")
     with pytest.raises(MailError, match=r"opening folder 'Partner replies' \(check \[email.imap\] folder\)"):
-        fetch_new(settings, ledger_for(settings))
+        fetch_new(settings, None)
 
 
-def test_a_folder_with_spaces_and_accents_is_read(tmp_path: Path, imap: ImapServer, user: str) -> None:
-    client = imap.connect(user)
+def test_a_folder_with_spaces_and_accents_is_read(tmp_path: Path, imap: ImapServer, imap_user: str) -> None:
+    client = imap.connect(imap_user)
     client.create('"Partner r&AOk-ponses"')  # "Partner réponses" in IMAP's modified UTF-7
     client.logout()
-    imap.deliver(user, mail(), folder='"Partner r&AOk-ponses"')
-    settings = imap_settings(tmp_path, imap, user, folder="Partner réponses")
-    assert [m.uid for m in fetch_new(settings, ledger_for(settings))] == [1]
+    imap.deliver(imap_user, mail(), folder='"Partner r&AOk-ponses"')
+    settings = imap_settings(tmp_path, imap, imap_user, folder="Partner réponses")
+    assert [m.uid for m in fetch_new(settings, None)] == [1]
 
 
 def test_without_a_mailbox_nothing_is_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(tmp_path)
     with caplog.at_level(logging.WARNING, logger="partnerloop"):
-        assert fetch_new(settings, ledger_for(settings)) == ()
+        assert fetch_new(settings, None) == ()
     assert "[email.imap] host" in caplog.text
 
 

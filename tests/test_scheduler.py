@@ -9,21 +9,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import schedule
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.errors import ConfigError, PartnerloopError
 from automations.locks import JobLock
 from automations.model import read_book
 from automations.scheduler import Daemon, add_line
 from automations.sheets import open_backend
-from tests.conftest import REPO, google_settings, make_settings
+from tests.conftest import REPO, google_settings, make_settings, seed_sheet
 from tests.support.configs import config_for
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, email_section
 
 
 @pytest.mark.parametrize("line", ["weekdays at 09:30", "every 30 minutes", "every hour", "every day at 08:45",
@@ -73,22 +72,15 @@ def test_one_failing_job_never_stops_the_others(tmp_path: Path, caplog: pytest.L
 N = 30
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def daemon_config(tmp_path: Path, settings: Settings, smtp: SmtpServer, schedule_line: str) -> Path:
     return config_for(tmp_path / "daemon.toml", settings, schedule={"outreach": schedule_line},
-                      email={"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none",
-                             "timeout": 10, "daily_limit": 1000, "send_window": "Mon-Sun 00:00-23:59"})
+                      email=email_section(smtp, timeout=10, daily_limit=1000, send_window="Mon-Sun 00:00-23:59"))
 
 
 def seed_prospects(settings: Settings, n: int) -> None:
     rows = [{"Partner ID": f"P-{i:04d}", "Business": f"Studio {i}", "Contact name": f"Coach {i}",
              "Email": f"coach{i}@studio{i}.example", "Stage": "Prospect"} for i in range(1, n + 1)]
-    init_sheet(open_backend(settings), settings, {"partners": rows})
+    seed_sheet(settings, partners=rows)
 
 
 def start(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:

@@ -15,7 +15,7 @@ import sys
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import openpyxl
@@ -26,12 +26,11 @@ from automations.config import Settings
 from automations.demo import demo_rows
 from automations.executor import World, run_jobs
 from automations.jobs import JOBS
-from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import REPO, google_settings, make_settings
+from tests.conftest import REPO, google_settings, make_settings, seed_sheet, world_for
 from tests.support.configs import config_for, write_config
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 FRIDAY_10AM = datetime(2026, 11, 27, 10, 0, tzinfo=TZ)
@@ -40,19 +39,12 @@ PASSWORD = "s3cret-demo-pass"
 VALUES_WRITES = ("values.update", "values.batchUpdate", "values.append")
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def smtp_email(server: SmtpServer) -> dict[str, Any]:
-    return {"transport": "smtp", "host": server.host, "port": server.port, "security": "none", "timeout": 5}
+    return email_section(server)
 
 
 def world(settings: Settings, now: datetime = FRIDAY_10AM, **kwargs: Any) -> World:
-    return World(settings=settings, backend=open_backend(settings, **kwargs),
-                 ledger=Ledger.in_state_dir(settings.state_dir), clock=lambda: now, sleep=lambda s: None)
+    return world_for(settings, lambda: now, backend=open_backend(settings, **kwargs), sleep=lambda s: None)
 
 
 def everything_in(message: EmailMessage) -> str:
@@ -84,7 +76,7 @@ def test_every_values_write_is_raw_and_a_cell_starting_with_equals_stays_text_on
     settings = google_settings(tmp_path, emulator, email=smtp_email(smtp))
     key = settings.sheet.key
     since = len(emulator.requests)
-    init_sheet(open_backend(settings, sleep=lambda s: None), settings, formula_rows())
+    seed_sheet(settings, **formula_rows())
     run_jobs(world(settings, sleep=lambda s: None), ALL_JOBS)
     assert [m.recipients for m in smtp.messages] == [[FORMULA_EMAIL], ["owner@riverside-pt.example"]]
 
@@ -112,7 +104,7 @@ def test_every_values_write_is_raw_and_a_cell_starting_with_equals_stays_text_on
 
 def test_a_cell_starting_with_equals_stays_text_in_the_workbook(tmp_path: Path, smtp: SmtpServer) -> None:
     settings = make_settings(tmp_path, email=smtp_email(smtp))
-    init_sheet(open_backend(settings), settings, formula_rows())
+    seed_sheet(settings, **formula_rows())
     run_jobs(world(settings), ALL_JOBS)
     workbook = openpyxl.load_workbook(settings.sheet.path)
     log = workbook["Log"]
@@ -143,7 +135,7 @@ def test_line_breaks_in_names_add_no_header_and_no_recipient(
     partners = [{"Partner ID": f"P-{i:04d}", "Business": f"Gym {i}{evil}", "Contact name": f"Maya{evil}",
                  "Introduced by": f"Dr. Reyes{evil}" if i % 2 else "", "Email": f"coach{i}@studio{i}.example",
                  "Stage": "Prospect"} for i, evil in enumerate(INJECTIONS, start=1)]
-    init_sheet(open_backend(settings, sleep=lambda s: None), settings, {"partners": partners})
+    seed_sheet(settings, partners=partners)
     report = run_jobs(world(settings, sleep=lambda s: None), ["outreach"])
     assert report.count("sent") == len(INJECTIONS)
     assert sorted(r for m in smtp.messages for r in m.recipients) == sorted(p["Email"] for p in partners)
@@ -219,7 +211,7 @@ def consent_rows() -> dict[str, list[dict[str, Any]]]:
 
 def test_without_valid_consent_no_patient_detail_reaches_anyone_in_any_job(tmp_path: Path, smtp: SmtpServer) -> None:
     settings = make_settings(tmp_path, email=smtp_email(smtp))
-    init_sheet(open_backend(settings), settings, consent_rows())
+    seed_sheet(settings, **consent_rows())
     for day in range(0, 8):  # a week of runs: every job gets its chance, the digest included
         run_jobs(world(settings, FRIDAY_10AM + timedelta(days=day)), ALL_JOBS)
     messages = [m.message for m in smtp.messages]
@@ -334,7 +326,7 @@ def test_check_and_run_print_no_mistyped_patient_address(tmp_path: Path) -> None
     rows = demo_rows(FRIDAY_10AM.date())
     rows["referrals"][0]["Patient email"] = "jordan.blake@mail"  # a typo: not a valid address
     rows["referrals"][1]["Patient first name"] = "=Morgan"
-    init_sheet(open_backend(settings), settings, rows)
+    seed_sheet(settings, **rows)
     config = config_for(tmp_path / "check.toml", settings)
     check = partnerloop("--config", str(config), "check", "--now", "2026-11-27T10:00", cwd=tmp_path)
     run = partnerloop("--config", str(config), "run", "--all", "--now", "2026-11-27T10:00", cwd=tmp_path)

@@ -6,12 +6,11 @@ from datetime import date
 from typing import Any, Callable
 
 from automations.check import problem_status
+from automations.core import STATUS
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.mail.message import unsubscribe_mailto
 from automations.model import Event, Partner, Referral, RowRef
 from automations.sheets.base import RowWrite
-
-STATUS = "Automation status"
 
 
 def render_context(inp: JobInput, template: str, *, partner: Partner | None = None, referral: Referral | None = None,

@@ -10,6 +10,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from automations import metrics
+from automations.core import JOB_NAMES
 from automations.jobs.plan import JobInput, Plan
 from automations.sheets.base import Dashboard, DashboardBlock
 
@@ -22,11 +23,7 @@ def plan_dashboard(inp: JobInput) -> Plan:
 
 def build_dashboard(inp: JobInput) -> Dashboard:
     """The Dashboard as at inp.now: job health, data problems, KPIs, funnel, 12 months (charted), partners."""
-    from automations.jobs import (
-        JOBS,  # here, not at import: the registry imports this module
-    )
-
-    m = metrics.compute(inp.book, inp.today, inp.health, list(JOBS), inp.replied)
+    m = metrics.compute(inp.book, inp.today, inp.health, list(JOB_NAMES), inp.replied)
     tz = inp.now.tzinfo
     return Dashboard(
         title=inp.settings.sheet.title("dashboard"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from automations.core import STATUS
 from automations.jobs.common import attention, day, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Partner
@@ -39,7 +40,7 @@ def plan_outreach(inp: JobInput) -> Plan:
             emails.append(email)
             seen[partner.id] = str(email.on_sent.get("Stage", partner.stage))  # the intro moves it to Contacted
         if status is not None and (status != partner.status or stage_cells):
-            writes.append(partner.ref.write({"Automation status": status, **stage_cells}))
+            writes.append(partner.ref.write({STATUS: status, **stage_cells}))
         elif stage_cells:
             writes.append(partner.ref.write(stage_cells))
     return Plan("outreach", tuple(emails), tuple(writes), seen_stages=seen)

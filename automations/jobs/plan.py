@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Callable, Mapping
 
 from automations.config import Settings
-from automations.mail.ledger import RunRecord, SendKey
+from automations.core import Inbox, RunRecord, SendKey
 from automations.model import Book, RowRef
 from automations.sheets.base import Dashboard, RowWrite
 
@@ -69,7 +69,7 @@ class JobInput:
     remembered: Mapping[str, str] = field(default_factory=dict)
     location: str = ""
     replied: Mapping[str, date] = field(default_factory=dict)  # partner ID -> the day they replied
-    inbox: tuple[Any, ...] = ()  # new messages in the clinic's mailbox (the replies job)
+    inbox: Inbox = field(default_factory=Inbox)  # the clinic's mailbox, read first when the replies job runs
     sent_messages: Mapping[str, SendKey] = field(default_factory=dict)  # Message-ID -> what it was
 
     @property

@@ -1,6 +1,6 @@
 """The replies job: what the clinic's mailbox says about the emails partnerloop sent.
 
-A pure decision over the new messages `automations.mail.imap.fetch_new` found (`JobInput.inbox`):
+A pure decision over the new messages the run read from the mailbox first (`JobInput.inbox`):
 
 - a partner in the outreach sequence (Stage Prospect or Contacted) who replied: the reply is
   recorded (the outreach job then sends no more follow-ups) and the row says "Replied <date>:
@@ -11,8 +11,9 @@ A pure decision over the new messages `automations.mail.imap.fetch_new` found (`
 
 A message is matched to what it answers by In-Reply-To / References against the Message-IDs in
 the send ledger, else by its sender's address against the partners' (and patients') Email.
-Automatic replies are not replies; messages that match nothing change nothing. The new mailbox
-position goes into `Plan.remember`, which the executor keeps only after the rest is written.
+Automatic replies are not replies; messages that match nothing change nothing. The mailbox
+position after these messages goes into `Plan.remember`, which the executor keeps only after the
+rest is written.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from automations.core import MAILBOX_POSITION, STATUS, InboundMessage, SendKey
 from automations.jobs.plan import JobInput, Plan
-from automations.mail.inbound import POSITION_KEY, InboundMessage, MailboxPosition, mailbox_name
-from automations.mail.ledger import SendKey
 from automations.model import Partner, Referral, RowRef
 from automations.sheets.base import RowWrite
 
-STATUS = "Automation status"
 OUTREACH_STAGES = ("Prospect", "Contacted")
 OPT_OUT_REASON = "Asked by email to unsubscribe"
 
@@ -68,7 +67,7 @@ class _Who:
 
 def plan_replies(inp: JobInput) -> Plan:
     """Replies, opt-outs and bounces from the new messages; see the module docstring."""
-    messages = sorted((m for m in inp.inbox if isinstance(m, InboundMessage)), key=lambda m: m.uid)
+    messages = sorted(inp.inbox.messages, key=lambda m: m.uid)
     index = _Index(inp)
     statuses = _Statuses()
     replies: dict[str, date] = {}
@@ -118,7 +117,7 @@ def plan_replies(inp: JobInput) -> Plan:
         appends={"optouts": new_opt_outs} if new_opt_outs else {},
         replies={pid: day for pid, day in replies.items() if pid not in inp.replied},
         bounces=bounces,
-        remember=_position(messages, mailbox_name(inp.settings.email.imap), inp.remembered.get(POSITION_KEY)),
+        remember={MAILBOX_POSITION: inp.inbox.position} if inp.inbox.position else {},
     )
 
 
@@ -234,15 +233,3 @@ def _day(message: InboundMessage, inp: JobInput) -> date:
 
 def _norm_id(message_id: str) -> str:
     return message_id.strip().strip("<>").strip().lower()
-
-
-def _position(messages: list[InboundMessage], mailbox: str, saved_json: str | None) -> dict[str, str]:
-    """The new mailbox position after these messages; nothing when there were none (the saved one stays)."""
-    if not messages:
-        return {}
-    uidvalidity = messages[-1].uidvalidity
-    uid = max(m.uid for m in messages if m.uidvalidity == uidvalidity)
-    saved = MailboxPosition.from_json(saved_json)
-    if saved is not None and saved.continues(mailbox, uidvalidity):
-        uid = max(uid, saved.uid)
-    return {POSITION_KEY: MailboxPosition(uidvalidity, uid, mailbox).to_json()}

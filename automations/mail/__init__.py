@@ -1,41 +1,6 @@
-"""Email for partnerloop: render a template, build the message, hand it to a transport.
+"""Email for partnerloop, one module per concern (imported by name, so that importing one loads no other):
 
-The send ledger (at-most-once bookkeeping) lives in `automations.mail.ledger`.
+- `render`: templates to subject, HTML and text; `message`: the RFC 5322 message;
+- `transport`: handing messages over (outbox folder, SMTP); `ledger`: the send ledger (SQLite);
+- `inbound`: parsing what comes back (pure); `imap`: reading the clinic's mailbox.
 """
-
-from automations.mail.message import build_message, unsubscribe_mailto
-from automations.mail.render import (
-    EMAIL_TEMPLATES,
-    Rendered,
-    Renderer,
-    RenderError,
-    TemplateProblem,
-)
-from automations.mail.transport import (
-    AuthFailed,
-    OutboxTransport,
-    OutcomeUnknown,
-    RecipientRefused,
-    SmtpTransport,
-    TemporaryFailure,
-    Transport,
-    make_transport,
-)
-
-__all__ = [
-    "EMAIL_TEMPLATES",
-    "AuthFailed",
-    "OutboxTransport",
-    "OutcomeUnknown",
-    "RecipientRefused",
-    "RenderError",
-    "Rendered",
-    "Renderer",
-    "SmtpTransport",
-    "TemplateProblem",
-    "TemporaryFailure",
-    "Transport",
-    "build_message",
-    "make_transport",
-    "unsubscribe_mailto",
-]

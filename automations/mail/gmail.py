@@ -24,20 +24,21 @@ from typing import Any
 
 import requests
 
-from automations.config import EmailSettings
+from automations.config import EmailSettings, Settings
+from automations.core import InboundMessage, Inbox
 from automations.errors import MailError
-from automations.mail.inbound import InboundMessage, UnreadableMessage, parse_message
-from automations.mail.message import needs_smtputf8
-from automations.mail.oauth import GMAIL_READ, GMAIL_SEND, GoogleTokens, TokenSource
-from automations.mail.transport import (
+from automations.mail.handover import (
     AuthFailed,
+    Managed,
     OutcomeUnknown,
     RecipientRefused,
     TemporaryFailure,
-    _Managed,
     envelope,
     message_bytes,
 )
+from automations.mail.inbound import UnreadableMessage, parse_message
+from automations.mail.message import needs_smtputf8
+from automations.mail.oauth import GMAIL_READ, GMAIL_SEND, GoogleTokens, TokenSource
 
 log = logging.getLogger("partnerloop")
 
@@ -121,7 +122,7 @@ def is_sending_limit(answer: GmailAnswer) -> bool:
     return answer.reason == "dailyLimitExceeded" or "sending limit" in text or "sending quota" in text
 
 
-class GmailTransport(_Managed):
+class GmailTransport(Managed):
     """Sends each message with users.messages.send as `[email.google] user`."""
 
     def __init__(self, settings: EmailSettings, *, tokens: TokenSource | None = None,
@@ -292,3 +293,9 @@ class GmailMailbox:
         except UnreadableMessage as exc:
             log.warning("Gmail mailbox: skipped message %s: %s", message_id, exc)
             return InboundMessage.unreadable(ordinal, 0, str(exc))
+
+
+def read_inbox(settings: Settings, position: str | None) -> Inbox:
+    """The replies job's input from the Gmail mailbox (`World.mailbox` when `[email] transport = "gmail"`)."""
+    messages, latest = GmailMailbox(settings.email).read_new(position)
+    return Inbox(messages, latest)

@@ -1,10 +1,10 @@
 """Reading the clinic's mailbox over IMAP: the new replies, auto-replies and bounces since the last run.
 
-`fetch_new` reads the folder named by `[email.imap] folder` from the last position partnerloop
-saw (a UID, valid within one UIDVALIDITY) and returns what it finds as `InboundMessage`s, which
-know nothing of the sheet. It never stores that position: the replies job returns the new one in
-its plan, and the executor keeps it only after the job's effects are in the sheet, so a run that
-fails half-way reads the same messages again next time.
+`read_inbox` reads the folder named by `[email.imap] folder` from the last position partnerloop
+saw (a UID, valid within one UIDVALIDITY) and returns what it finds as an `Inbox` of
+`InboundMessage`s, which know nothing of the sheet, with the position after them. It never stores
+that position: the executor keeps it only after the replies job's effects are in the sheet, so a
+run that fails half-way reads the same messages again next time.
 
 Nothing is deleted or moved. Messages are fetched with BODY.PEEK[] on a read-only EXAMINE, so
 they stay unread, unless `mark_read = true`: then the folder is SELECTed and each message read
@@ -29,16 +29,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from automations.config import ImapSettings, Settings
+from automations.core import InboundMessage, Inbox
 from automations.errors import ConfigError, MailError
 from automations.mail.inbound import (
-    POSITION_KEY,
-    InboundMessage,
     MailboxPosition,
     UnreadableMessage,
     mailbox_name,
+    next_position,
     parse_message,
 )
-from automations.mail.ledger import Ledger
 
 if TYPE_CHECKING:
     from automations.mail.oauth import TokenSource
@@ -52,10 +51,16 @@ MAX_BYTES = 1_048_576  # the first megabyte of a message is plenty for headers, 
 
 
 # -- reading the mailbox -------------------------------------------------------------------------------
-def fetch_new(settings: Settings, ledger: Ledger, *, ssl_context: ssl.SSLContext | None = None,
+def read_inbox(settings: Settings, position: str | None, **options: Any) -> Inbox:
+    """The new messages after *position* (as kept in the state dir) and the position after them."""
+    messages = fetch_new(settings, position, **options)
+    return Inbox(messages, next_position(messages, mailbox_name(settings.email.imap), position))
+
+
+def fetch_new(settings: Settings, position: str | None, *, ssl_context: ssl.SSLContext | None = None,
               password: str | None = None, batch: int = BATCH,
               tokens: TokenSource | None = None) -> tuple[InboundMessage, ...]:
-    """The messages after the position saved in the ledger, oldest first, at most *batch* of them.
+    """The messages after *position* (a saved `MailboxPosition`), oldest first, at most *batch* of them.
 
     Without `[email.imap] host` there is no mailbox: a warning is logged and nothing is returned.
 
@@ -69,7 +74,7 @@ def fetch_new(settings: Settings, ledger: Ledger, *, ssl_context: ssl.SSLContext
         log.warning("replies: no mailbox to read; set [email.imap] host, port, security, username and password_env "
                     "in %s", settings.source)
         return ()
-    saved = MailboxPosition.from_json(ledger.get_value(POSITION_KEY))
+    saved = MailboxPosition.from_json(position)
     with _session(settings, imap_settings, ssl_context, password, tokens) as mailbox:
         uidvalidity = mailbox.open_folder(writable=imap_settings.mark_read)
         start = 1

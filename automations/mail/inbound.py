@@ -11,6 +11,7 @@ import codecs
 import html
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -21,8 +22,9 @@ from email.parser import BytesParser, Parser
 from email.utils import parsedate_to_datetime
 
 from automations.config import ImapSettings
+from automations.core import MAILBOX_POSITION, InboundMessage
 
-POSITION_KEY = "imap"  # the ledger kv key holding the last position read
+POSITION_KEY = MAILBOX_POSITION  # the state-dir key holding the last position read
 FIRST_LINES = 5  # non-quoted body lines kept for deciding what a reply asks
 
 _BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
@@ -73,40 +75,16 @@ def mailbox_name(imap: ImapSettings) -> str:
     return f"{imap.username}@{imap.host.lower()}/{imap.folder}"
 
 
-@dataclass(frozen=True)
-class InboundMessage:
-    """One message of the clinic's mailbox, reduced to what partnerloop decides from.
-
-    Each carries its folder's `uidvalidity`, so the replies job can compute the new position from
-    the messages alone. A message that could not be read has `skipped` set (the reason, naming no
-    content) and nothing else: it only moves the position past it, so it is logged once, not every run.
-    """
-
-    uid: int
-    uidvalidity: int
-    message_id: str = ""
-    in_reply_to: str = ""
-    references: tuple[str, ...] = ()
-    from_address: str = ""  # lower-cased
-    subject: str = ""
-    first_lines: tuple[str, ...] = ()  # the first non-quoted lines of the text body
-    auto_submitted: bool = False  # an out-of-office or other automatic message, not a person's reply
-    is_bounce: bool = False  # a delivery-status notification
-    bounced_recipients: tuple[str, ...] = ()  # lower-cased; only recipients whose delivery failed
-    bounced_message_id: str = ""  # the Message-ID of the email that bounced, when the report returns it
-    to_addresses: tuple[str, ...] = ()  # To, Cc and Delivered-To, lower-cased
-    date: datetime | None = None  # the Date header, else when the server received it
-    skipped: str = ""
-
-    @classmethod
-    def unreadable(cls, uid: int, uidvalidity: int, reason: str) -> InboundMessage:
-        return cls(uid=uid, uidvalidity=uidvalidity, skipped=reason)
-
-    @property
-    def thread_ids(self) -> tuple[str, ...]:
-        """The Message-IDs this message answers, nearest first: In-Reply-To, then References newest first."""
-        ids = ([self.in_reply_to] if self.in_reply_to else []) + list(reversed(self.references))
-        return tuple(dict.fromkeys(ids))
+def next_position(messages: Sequence[InboundMessage], mailbox: str, saved_json: str | None) -> str:
+    """The position after *messages* read from *mailbox*; the saved one when nothing was read."""
+    if not messages:
+        return saved_json or ""
+    uidvalidity = messages[-1].uidvalidity
+    uid = max(m.uid for m in messages if m.uidvalidity == uidvalidity)
+    saved = MailboxPosition.from_json(saved_json)
+    if saved is not None and saved.continues(mailbox, uidvalidity):
+        uid = max(uid, saved.uid)
+    return MailboxPosition(uidvalidity, uid, mailbox).to_json()
 
 
 class UnreadableMessage(ValueError):

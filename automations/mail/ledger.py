@@ -16,9 +16,11 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from automations.core import RunRecord, SendKey, SendState
 from automations.errors import PartnerloopError
 
 SCHEMA = """
@@ -47,25 +49,27 @@ CREATE TABLE IF NOT EXISTS bounces (to_hash TEXT PRIMARY KEY, bounced_on TEXT NO
 """
 
 
+class Claim(StrEnum):
+    """The answer to a claim: only CLAIMED lets the email go (and only CLAIMED is true)."""
+
+    CLAIMED = "claimed"
+    TAKEN = "already sent, or its outcome is unknown"
+    REFUSED_HERE = "refused at this address before"
+    LIMIT = "daily limit reached"
+
+    def __bool__(self) -> bool:
+        return self is Claim.CLAIMED
+
+
 def address_hash(address: str) -> str:
     """A recipient address as stored: enough to tell that it changed, nothing to read back."""
     return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
-class SendKey:
-    job: str
-    row_id: str
-    step: str
-
-    def __str__(self) -> str:
-        return f"{self.job} {self.row_id} {self.step}"
-
-
-@dataclass(frozen=True)
 class SendRecord:
     key: SendKey
-    state: str
+    state: SendState
     attempt: int
     template: str
     to_hash: str
@@ -79,16 +83,6 @@ class SendRecord:
     log_row: list[Any]
     written_back: bool
     logged: bool
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    job: str
-    started: datetime
-    finished: datetime | None
-    result: str
-    sent: int
-    summary: str
 
 
 class Ledger:
@@ -111,6 +105,8 @@ class Ledger:
         return cls(Path(state_dir) / "ledger.sqlite3")
 
     def close(self) -> None:
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # syncs the WAL: what was committed lazily is on disk
         self.db.close()
 
     def _tx(self) -> _Transaction:
@@ -123,19 +119,27 @@ class Ledger:
         return _record(row) if row else None
 
     def claim(self, key: SendKey, *, template: str, to_address: str, tab: str, match: Sequence[str] | None,
-              message_id: str, now: datetime, writeback: Mapping[str, Any], log_row: Sequence[Any]) -> bool:
-        """Record the intent to send, with what a delivery writes back and logs.
+              message_id: str, now: datetime, writeback: Mapping[str, Any], log_row: Sequence[Any],
+              daily_limit: int | None = None) -> Claim:
+        """Record the intent to send, with what a delivery writes back and logs; durable before it returns.
 
-        False if this key must not be sent now: already sent, outcome unknown, or refused at this same address.
+        Anything but Claim.CLAIMED (falsy) means this key must not be sent now: already sent or
+        outcome unknown, refused at this same address, or *daily_limit* sends in the 24 hours
+        before *now* (decided inside the claim, so concurrent runs cannot overshoot it together).
         """
         to_hash = address_hash(to_address)
+        self.db.execute("PRAGMA synchronous=FULL")  # this commit also makes the previous settle durable
         with self._tx():
             row = self.db.execute("SELECT state, to_hash, attempt FROM sends WHERE job=? AND row_id=? AND step=?",
                                   (key.job, key.row_id, key.step)).fetchone()
             if row is not None:
                 state = row["state"]
-                if state in ("sent", "sending") or (state == "refused" and row["to_hash"] == to_hash):
-                    return False
+                if state in (SendState.SENT, SendState.SENDING):
+                    return Claim.TAKEN
+                if state == SendState.REFUSED and row["to_hash"] == to_hash:
+                    return Claim.REFUSED_HERE
+            if daily_limit is not None and self.sent_since(now - timedelta(hours=24)) >= daily_limit:
+                return Claim.LIMIT
             attempt = 1 if row is None else row["attempt"] + 1
             self.db.execute(
                 "INSERT OR REPLACE INTO sends (job,row_id,step,state,attempt,template,to_hash,tab,match,message_id,"
@@ -144,15 +148,19 @@ class Ledger:
                 (key.job, key.row_id, key.step, attempt, template, to_hash, tab,
                  json.dumps(list(match)) if match is not None else None, message_id, _utc(now),
                  _dumps(dict(writeback)), _dumps(list(log_row))))
-        return True
+        return Claim.CLAIMED
 
-    def settle(self, key: SendKey, state: str, result: str, now: datetime,
+    def settle(self, key: SendKey, state: SendState, result: str, now: datetime,
                writeback: Mapping[str, Any] | None = None, log_result: str | None = None) -> None:
         """Record the outcome of a claimed send; *writeback* replaces the claimed one (e.g. a refusal status).
 
         A delivery also counts toward the daily limit.
         """
-        assert state in ("sent", "refused", "failed")
+        assert state in (SendState.SENT, SendState.REFUSED, SendState.FAILED)
+        # Committed without waiting for the disk: the next claim's commit (or close) makes it durable, so
+        # one email costs one disk sync. A process that dies keeps it (it is in the WAL); only a power
+        # cut before the next commit could lose it, and then the send reads as unknown, never as unsent.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         with self._tx():
             row = self.db.execute("SELECT writeback, log_row FROM sends WHERE job=? AND row_id=? AND step=?",
                                   (key.job, key.row_id, key.step)).fetchone()
@@ -164,7 +172,7 @@ class Ledger:
                 "UPDATE sends SET state=?, result=?, settled_at=?, writeback=?, log_row=? "
                 "WHERE job=? AND row_id=? AND step=?",
                 (state, result[:300], now.isoformat(), cells, json.dumps(log_row), key.job, key.row_id, key.step))
-            if state == "sent":
+            if state == SendState.SENT:
                 self.db.execute("INSERT INTO deliveries (at, job) VALUES (?, ?)", (_utc(now), key.job))
 
     def unknown(self) -> list[SendRecord]:
@@ -177,12 +185,12 @@ class Ledger:
         params: tuple[str, ...] = (row_id, job) if job else (row_id,)
         records = [_record(r) for r in self.db.execute(query, params)]
         if sent:
-            records = [r for r in records if r.state == "sending"]
+            records = [r for r in records if r.state == SendState.SENDING]
         with self._tx():
             for r in records:
                 if sent:
                     self.db.execute("INSERT INTO deliveries (at, job) VALUES (?, ?)", (_utc(r.claimed_at), r.key.job))
-                new_state = "sent" if sent else "resend"
+                new_state = SendState.SENT if sent else SendState.RESEND
                 self.db.execute(
                     "UPDATE sends SET state=?, result=?, settled_at=?, written_back=?, logged=? "
                     "WHERE job=? AND row_id=? AND step=?",
@@ -322,7 +330,7 @@ def _decode(value: Any) -> Any:
 
 def _record(row: sqlite3.Row) -> SendRecord:
     return SendRecord(
-        key=SendKey(row["job"], row["row_id"], row["step"]), state=row["state"], attempt=row["attempt"],
+        key=SendKey(row["job"], row["row_id"], row["step"]), state=SendState(row["state"]), attempt=row["attempt"],
         template=row["template"], to_hash=row["to_hash"], tab=row["tab"],
         match=tuple(json.loads(row["match"])) if row["match"] else None, message_id=row["message_id"] or "",
         result=row["result"] or "", claimed_at=datetime.fromisoformat(row["claimed_at"]),

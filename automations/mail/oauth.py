@@ -25,7 +25,7 @@ import requests
 
 from automations.config import MICROSOFT_AUTHORITY, EmailSettings, GoogleMailSettings, MicrosoftSettings
 from automations.errors import ConfigError
-from automations.mail.transport import AuthFailed, TemporaryFailure
+from automations.mail.handover import AuthFailed, TemporaryFailure
 
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
 GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"

@@ -17,91 +17,26 @@ import ssl
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any
 
 from automations.config import EmailSettings, Settings
 from automations.errors import MailError
+from automations.mail.handover import (
+    AuthFailed,
+    Managed,
+    OutcomeUnknown,
+    RecipientRefused,
+    TemporaryFailure,
+    Transport,
+    envelope,
+    message_bytes,
+)
 from automations.mail.message import TEMPLATE_HEADER, needs_smtputf8
 
 if TYPE_CHECKING:
     from automations.mail.oauth import TokenSource
-
-
-class RecipientRefused(ValueError):
-    """The server permanently refused this recipient or message (5xx); the next message may go ahead."""
-
-    def __init__(self, reason: str, code: int | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-class TemporaryFailure(MailError):
-    """A 4xx reply or a lost connection, after one reconnect: the rest of the run waits for the next run."""
-
-
-class AuthFailed(MailError):
-    """The server refused the username or password, or wants a login that is not configured."""
-
-
-class OutcomeUnknown(MailError):
-    """The message was handed over but the server's answer never came: it may or may not arrive."""
-
-
-class Transport(Protocol):
-    """Where messages go. Use as a context manager: one open() and one close() per run."""
-
-    def open(self) -> None: ...
-
-    def send(self, message: EmailMessage) -> str:
-        """Hand one message over; returns a short result ("250 OK ...", or the outbox file name)."""
-        ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-
-class _Managed:
-    """open() on entering a `with` block, close() on leaving it."""
-
-    def open(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def envelope(message: EmailMessage) -> tuple[str, str]:
-    """(sender, recipient) for SMTP: the From address and the single To address, nothing else."""
-    senders: tuple[Any, ...] = getattr(message["From"], "addresses", ())
-    recipients: tuple[Any, ...] = getattr(message["To"], "addresses", ())
-    if len(senders) != 1:
-        raise ValueError("a message needs exactly one From address")
-    if len(recipients) != 1 or message["Cc"] is not None or message["Bcc"] is not None:
-        raise ValueError("a message goes to exactly one To address (no Cc or Bcc)")
-    return str(senders[0].addr_spec), str(recipients[0].addr_spec)
-
-
-def message_bytes(message: EmailMessage, *, utf8: bool = False) -> bytes:
-    """The message as sent on the wire and stored in .eml files (CRLF line ends)."""
-    return message.as_bytes(policy=policy.SMTP.clone(utf8=utf8))
 
 
 # --- outbox -------------------------------------------------------------------------------
@@ -111,7 +46,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class OutboxTransport(_Managed):
+class OutboxTransport(Managed):
     """Writes each message as an .eml file, readable only by its owner, named by the time it was written."""
 
     def __init__(self, directory: Path, clock: Callable[[], datetime] = _utc_now) -> None:
@@ -164,7 +99,7 @@ class _Dropped(Exception):
     """The connection went away before the server had the message: safe to try once more."""
 
 
-class SmtpTransport(_Managed):
+class SmtpTransport(Managed):
     """One SMTP connection for the whole run (ssl, starttls or none), opened on first use."""
 
     def __init__(
@@ -252,6 +187,13 @@ class SmtpTransport(_Managed):
                 f"{self.where}: no answer after the message was handed over ({_reason(exc)}); "
                 "it may or may not be delivered, so it is not sent again automatically"
             ) from None
+        if not 200 <= code <= 599:  # not an SMTP reply: the server may have taken the message, or not
+            self._discard()
+            raise OutcomeUnknown(
+                f"{self.where}: the answer after the message was handed over is not an SMTP reply "
+                f"({_text(reply, recipient)[:60]!r}); it may or may not be delivered, so it is not sent again "
+                "automatically"
+            )
         if code != 250:
             self._refused(smtp, code, reply, "end of DATA", recipient)
         return _one_line(f"{code} {_text(reply, recipient)}")[:200]

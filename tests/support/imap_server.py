@@ -29,13 +29,14 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import pytest
 import trustme
 
 HOST = "127.0.0.1"
 PASSWORD = "imap-test-secret"
+PASSWORD_ENV = "PARTNERLOOP_TEST_IMAP_PASSWORD"  # the variable tests name in `[email.imap] password_env`
 _users = itertools.count(1)
 
 
@@ -268,3 +269,9 @@ service anvil {{
             assert typ == "OK", data
         finally:
             client.logout()
+
+
+def imap_section(server: ImapServer, user: str, **overrides: Any) -> dict[str, Any]:
+    """The `[email.imap]` config section (as a dict) reading *user*'s INBOX on *server* over plain IMAP."""
+    return {"host": server.host, "port": server.port, "security": "none", "username": user,
+            "password_env": PASSWORD_ENV, **overrides}

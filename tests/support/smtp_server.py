@@ -8,7 +8,9 @@ from trustme; `client_ssl_context()` trusts them. Faults mimic what real servers
 - ``drop_after(n)``: close the connection right after the n-th further message is accepted (its
   250 reply still goes out; the client finds the connection gone at its next command);
 - ``drop_before_reply(n)``: take the next n messages but close the connection instead of answering;
-- ``delay(seconds)``: wait that long before answering the end of DATA (the message is already taken).
+- ``delay(seconds)``: wait that long before answering the end of DATA (the message is already taken);
+- ``garble_reply(n)``: take the next n messages but answer the end of DATA with a line that is not an
+  SMTP reply (a broken proxy or server), then close the connection.
 
 With ``tokens=`` (a TokenBook of the local Google or Microsoft stand-in) the server also offers
 AUTH XOAUTH2 and accepts a bearer token the book knows for that very mailbox; a refused token
@@ -23,7 +25,6 @@ import socket
 import ssl
 import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage
@@ -32,7 +33,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
-import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -73,6 +73,7 @@ class _Faults:
     drop_after: int | None = None
     drop_before_reply: int = 0
     delay: float = 0.0
+    garble: int = 0
 
 
 class SmtpServer:
@@ -188,6 +189,10 @@ class SmtpServer:
         with self._lock:
             self._faults.drop_before_reply = n
 
+    def garble_reply(self, n: int = 1) -> None:
+        with self._lock:
+            self._faults.garble = n
+
     def delay(self, seconds: float) -> None:
         with self._lock:
             self._faults.delay = seconds
@@ -290,6 +295,9 @@ class _Handler:
             swallow = faults.drop_before_reply > 0
             if swallow:
                 faults.drop_before_reply -= 1
+            garble = faults.garble > 0
+            if garble:
+                faults.garble -= 1
             drop = False
             if faults.drop_after is not None:
                 faults.drop_after -= 1
@@ -300,6 +308,9 @@ class _Handler:
             if isinstance(smtp.transport, asyncio.Transport):
                 smtp.transport.abort()  # like a crash or a cut cable: no reply, no goodbye
             return "250 OK (never seen by the client)"
+        if garble:
+            _close_after_reply(smtp)
+            return "OK, got it"
         if delay:
             await asyncio.sleep(delay)
         if drop:
@@ -375,11 +386,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A plain (no TLS, no AUTH) server for one test; import this name into a test module to use it."""
-    with SmtpServer() as server:
-        yield server
+def email_section(server: SmtpServer, **overrides: Any) -> dict[str, Any]:
+    """The `[email]` config section (as a dict) that sends through *server*; *overrides* win key by key."""
+    return {"transport": "smtp", "host": server.host, "port": server.port, "security": server.security,
+            "timeout": 5, **overrides}
 
 
 def email_settings_for(server: SmtpServer, **overrides: Any) -> EmailSettings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,17 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
 from automations.demo import demo_rows
-from automations.executor import RunReport, World, run_jobs
+from automations.executor import RunReport, run_jobs
 from automations.jobs.digest import change, plan_digest, show
 from automations.jobs.plan import JobInput
-from automations.mail.ledger import Ledger
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, make_settings
-from tests.support.smtp_server import SmtpServer
+from tests.conftest import Staff, make_settings, seed_sheet, world_for
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)  # ISO week 2026-W48; the digest reports W47 (Nov 16-22)
@@ -33,26 +30,18 @@ DORMANT = "Dormant partners (Active, no referral in 90 days)"
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
 def settings(tmp_path: Path, smtp: SmtpServer) -> Settings:
-    settings = make_settings(tmp_path, email={"transport": "smtp", "host": smtp.host, "port": smtp.port,
-                                              "security": "none", "timeout": 5})
-    init_sheet(open_backend(settings), settings, demo_rows(MONDAY.date()))
+    settings = make_settings(tmp_path, email=email_section(smtp))
+    seed_sheet(settings, **demo_rows(MONDAY.date()))
     return settings
 
 
 def run(settings: Settings, now: datetime, jobs: tuple[str, ...] = ("digest",)) -> RunReport:
-    ledger = Ledger.in_state_dir(settings.state_dir)
+    world = world_for(settings, lambda: now)
     try:
-        return run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
-                        list(jobs))
+        return run_jobs(world, list(jobs))
     finally:
-        ledger.close()
+        world.ledger.close()
 
 
 def text_of(server: SmtpServer, n: int) -> str:

@@ -14,27 +14,26 @@ from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from automations.cells import parse_date
-from automations.check import init_sheet
 from automations.config import Settings
+from automations.core import InboundMessage, Inbox
 from automations.executor import World, run_jobs
 from automations.jobs import JOBS
 from automations.jobs.plan import JobInput, Plan
 from automations.jobs.replies import OPT_OUT_REASON, plan_replies
-from automations.mail.inbound import InboundMessage
 from automations.mail.ledger import Ledger, SendKey
 from automations.model import Book, parse_book, read_book
 from automations.schema import EVENTS, OPTOUTS, PARTNERS, REFERRALS
 from automations.sheets import open_backend
 from automations.sheets.base import Table
-from tests.conftest import Staff, google_settings, make_settings
-from tests.support.imap_server import PASSWORD, ImapServer
-from tests.support.smtp_server import SmtpServer
+from tests.conftest import Staff, google_settings, make_settings, seed_sheet, world_for
+from tests.support.imap_server import ImapServer, imap_section
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 NOW = datetime(2026, 11, 3, 10, 0, tzinfo=TZ)
@@ -75,7 +74,7 @@ def settings(tmp_path: Path) -> Settings:
 
 def decide(settings: Settings, book: Book, *inbox: InboundMessage, sent: Mapping[str, SendKey] | None = None,
            replied: Mapping[str, date] | None = None, remembered: Mapping[str, str] | None = None) -> Plan:
-    return plan_replies(JobInput(book=book, now=NOW, settings=settings, inbox=inbox, sent_messages=sent or {},
+    return plan_replies(JobInput(book=book, now=NOW, settings=settings, inbox=Inbox(inbox), sent_messages=sent or {},
                                  replied=replied or {}, remembered=remembered or {}))
 
 
@@ -126,7 +125,6 @@ def test_a_message_matching_nothing_is_ignored(settings: Settings) -> None:
     book = make_book([partner("P-0001", "coach@gym.example")])
     plan = decide(settings, book, message("stranger@elsewhere.example", first_lines=("Please unsubscribe me",)))
     assert (plan.replies, plan.writes, plan.appends, plan.bounces) == ({}, (), {}, {})
-    assert json.loads(plan.remember["imap"])["uid"] > 0  # still read: the position moves on
 
 
 def test_the_clinics_own_mail_and_a_daemons_are_not_replies(settings: Settings) -> None:
@@ -252,21 +250,13 @@ def test_the_day_is_the_clinics_and_never_in_the_future(settings: Settings) -> N
     assert decide(settings, book, late_utc, future).replies == {"P-0001": date(2026, 11, 2), "P-0002": TODAY}
 
 
-def test_the_new_position(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, email={"imap": {"host": "IMAP.example", "username": "partners"}})
+def test_the_mailbox_position_is_kept_with_the_plan(settings: Settings) -> None:
     book = make_book()
-    here = "partners@imap.example/INBOX"
-    saved = {"imap": json.dumps({"uidvalidity": 7, "uid": 90, "mailbox": here})}
-    assert decide(settings, book, remembered=saved).remember == {}  # nothing read: the saved position stays
-    skipped = InboundMessage.unreadable(95, 7, "unknown charset")  # skipped, but read past: not logged again
-    assert json.loads(decide(settings, book, message("x@y.example"), skipped,
-                             remembered=saved).remember["imap"]) == {"uidvalidity": 7, "uid": 95, "mailbox": here}
-    renumbered = InboundMessage(uid=3, uidvalidity=8, from_address="x@y.example")
-    assert json.loads(decide(settings, book, renumbered, remembered=saved).remember["imap"]) == {
-        "uidvalidity": 8, "uid": 3, "mailbox": here}
-    elsewhere = {"imap": json.dumps({"uidvalidity": 7, "uid": 900, "mailbox": "partners@imap.example/Old"})}
-    assert json.loads(decide(settings, book, message("x@y.example", uidvalidity=7),
-                             remembered=elsewhere).remember["imap"])["uid"] < 900
+    position = json.dumps({"uidvalidity": 7, "uid": 95, "mailbox": "partners@imap.example/INBOX"})
+    inbox = Inbox((message("x@y.example"),), position)
+    plan = plan_replies(JobInput(book=book, now=NOW, settings=settings, inbox=inbox))
+    assert plan.remember == {"imap": position}
+    assert plan_replies(JobInput(book=book, now=NOW, settings=settings)).remember == {}  # no mailbox read
 
 
 def test_the_job_is_registered() -> None:
@@ -274,7 +264,6 @@ def test_the_job_is_registered() -> None:
 
 
 # -- the whole loop, against real servers ---------------------------------------------------------------
-PASSWORD_ENV = "PARTNERLOOP_TEST_IMAP_PASSWORD"
 MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=TZ)
 
 
@@ -284,18 +273,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def imap() -> Iterator[ImapServer]:
-    with ImapServer() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 PARTNERS_SEED = [
@@ -316,17 +293,14 @@ PARTNERS_SEED = [
 
 def loop_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer,
                   imap: ImapServer, user: str, **imap_settings: Any) -> Settings:
-    email = {"transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none", "timeout": 5,
-             "imap": {"host": imap.host, "port": imap.port, "security": "none", "username": user,
-                      "password_env": PASSWORD_ENV, **imap_settings}}
+    email = email_section(smtp, imap=imap_section(imap, user, **imap_settings))
     if backend == "google":
         return google_settings(tmp_path, request.getfixturevalue("emulator"), email=email)
     return make_settings(tmp_path, email=email)
 
 
 def world(settings: Settings, clock: Clock) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=clock, sleep=lambda s: None)
+    return world_for(settings, clock, sleep=lambda s: None)
 
 
 def answer(sender: str, subject: str, body: str, when: datetime, **headers: str) -> EmailMessage:
@@ -365,12 +339,11 @@ def bounce_of(original: EmailMessage, when: datetime) -> bytes:
 @pytest.mark.parametrize("backend", ["xlsx", "google"])
 def test_replies_opt_outs_and_bounces_end_the_sequence(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer, imap: ImapServer,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+        imap_user: str, caplog: pytest.LogCaptureFixture) -> None:
+    user = imap_user
     settings = loop_settings(backend, tmp_path, request, smtp, imap, user)
     staff = Staff(settings, request.getfixturevalue("emulator") if backend == "google" else None)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
+    seed_sheet(settings, partners=PARTNERS_SEED)
     clock = Clock(MONDAY)
     assert run_jobs(world(settings, clock), ["outreach"]).count("sent") == 6
     intro = {m.recipients[0].lower(): m.message for m in smtp.messages}
@@ -439,11 +412,10 @@ def test_replies_opt_outs_and_bounces_end_the_sequence(
 
 
 def test_mark_read_marks_the_messages_a_run_read(tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer,
-                                                 imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+                                                 imap: ImapServer, imap_user: str) -> None:
+    user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user, mark_read=True)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED[:1]})
+    seed_sheet(settings, partners=PARTNERS_SEED[:1])
     imap.deliver(user, answer("tess@gym1.example", "Hello", "Let's talk", MONDAY))
     run_jobs(world(settings, Clock(MONDAY)), ["replies"])
     assert imap.flags(user) == {1: {"\\Seen"}}
@@ -456,7 +428,7 @@ def test_an_unreachable_mailbox_stops_the_run_and_keeps_the_position(tmp_path: P
 
     settings = make_settings(tmp_path, email={"timeout": 2, "imap": {"host": "127.0.0.1", "port": 9,
                                                                      "security": "none"}})
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED[:1]})
+    seed_sheet(settings, partners=PARTNERS_SEED[:1])
     with pytest.raises(MailError, match=r"^IMAP 127\.0\.0\.1:9: "):
         run_jobs(world(settings, Clock(MONDAY)), ["replies"])
     ledger = Ledger.in_state_dir(settings.state_dir)
@@ -467,11 +439,10 @@ def test_an_unreachable_mailbox_stops_the_run_and_keeps_the_position(tmp_path: P
 
 def test_in_one_run_the_mailbox_is_read_before_anything_is_sent(
         tmp_path: Path, request: pytest.FixtureRequest, smtp: SmtpServer, imap: ImapServer,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    user = imap.new_user()
+        imap_user: str) -> None:
+    user = imap_user
     settings = loop_settings("xlsx", tmp_path, request, smtp, imap, user)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS_SEED})
+    seed_sheet(settings, partners=PARTNERS_SEED)
     clock = Clock(MONDAY)
     run_jobs(world(settings, clock), ["outreach"])
     intro = {m.recipients[0].lower(): m.message for m in smtp.messages}

@@ -23,12 +23,11 @@ from automations.cells import SERIAL_EPOCH
 from automations.check import init_sheet
 from automations.config import Settings
 from automations.demo import demo_rows
-from automations.executor import World, run_jobs
+from automations.executor import run_jobs
 from automations.jobs import JOBS
-from automations.mail.ledger import Ledger
 from automations.sheets import open_backend
 from automations.sheets.base import Dashboard, DashboardBlock
-from tests.conftest import google_settings, make_settings
+from tests.conftest import google_settings, make_settings, seed_sheet, world_for
 
 TZ = ZoneInfo("America/Chicago")
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=TZ)
@@ -42,11 +41,11 @@ def run_dashboard(settings: Settings, rows: Mapping[str, list[Row]] | None = Non
     backend = open_backend(settings, sleep=lambda s: None) if settings.sheet.backend == "google" else open_backend(settings)
     if rows is not None:
         init_sheet(backend, settings, rows)
-    ledger = Ledger.in_state_dir(settings.state_dir)
+    world = world_for(settings, lambda: now, backend=backend)
     try:
-        run_jobs(World(settings=settings, backend=backend, ledger=ledger, clock=lambda: now), ["dashboard"])
+        run_jobs(world, ["dashboard"])
     finally:
-        ledger.close()
+        world.ledger.close()
 
 
 def read_grid(settings: Settings, emulator: Any) -> list[list[Any]]:
@@ -314,12 +313,11 @@ def series(xml: str) -> int:
 def test_a_later_status_write_keeps_the_xlsx_chart(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     run_dashboard(settings, demo_rows(TODAY))
-    ledger = Ledger.in_state_dir(settings.state_dir)
+    world = world_for(settings, lambda: NOW)
     try:
-        report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger,
-                                clock=lambda: NOW), ["outreach", "discharge"])
+        report = run_jobs(world, ["outreach", "discharge"])
     finally:
-        ledger.close()
+        world.ledger.close()
     assert report.count("sent") > 0 and report.cells_written > 0  # statuses were written after the dashboard
     xml = chart_xml(settings.sheet.path)
     assert series(xml) == 4 and CHART_TITLE in xml
@@ -417,7 +415,7 @@ def test_the_google_dashboard_makes_the_same_requests_at_10_and_2000_rows(tmp_pa
     counts = {}
     for n in (10, 2000):
         settings = google_settings(tmp_path / str(n), emulator)
-        init_sheet(open_backend(settings, sleep=lambda s: None), settings, sized_rows(n))
+        seed_sheet(settings, **sized_rows(n))
         emulator.reset_requests()
         run_dashboard(settings)
         counts[n] = [r.endpoint for r in emulator.requests if r.spreadsheet_id == settings.sheet.key]
@@ -428,13 +426,12 @@ def test_the_google_dashboard_makes_the_same_requests_at_10_and_2000_rows(tmp_pa
 
 def test_the_dashboard_job_sends_nothing_and_writes_no_rows(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    init_sheet(open_backend(settings), settings, demo_rows(TODAY))
-    ledger = Ledger.in_state_dir(settings.state_dir)
+    seed_sheet(settings, **demo_rows(TODAY))
+    world = world_for(settings, lambda: NOW)
     try:
-        report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger,
-                                clock=lambda: NOW), ["dashboard"])
+        report = run_jobs(world, ["dashboard"])
     finally:
-        ledger.close()
+        world.ledger.close()
     assert report.outcomes == [] and report.cells_written == 0 and report.lost == []
     assert report.summary() == ["dashboard: sent 0 email(s)"]
 

@@ -1,0 +1,49 @@
+"""The sheet the 60-day simulation starts from: partners at each Stage, Out and In referrals, two events.
+
+Day 0 (`DAY0`) is a Monday; `d(n)` is day n. tests/test_jobs.py runs every job over it for 60 days;
+the job tests use the same rows where they check one job's decision on one of those days.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+DAY0 = date(2026, 11, 2)  # a Monday
+
+
+def d(n: int) -> date:
+    return DAY0 + timedelta(days=n)
+
+
+def day0_rows() -> dict[str, list[dict[str, Any]]]:
+    """The Partners, Referrals and Events rows on day 0, by tab key (for `seed_sheet`)."""
+    partners = [
+        {"Partner ID": "P-0001", "Business": "Cold Gym", "Contact name": "Casey Cole", "Email": "cold@gym.example",
+         "Stage": "Prospect", "Why partner": "strength after rehab", "Phone": "555-0101"},
+        {"Partner ID": "P-0002", "Business": "Warm Yoga", "Contact name": "Wren Hale", "Email": "hello@warmyoga.example",
+         "Stage": "Prospect", "Introduced by": "Dr. Reyes", "Why partner": "gentle mobility"},
+        {"Partner ID": "P-0003", "Business": "Quiet Studio", "Email": "quiet@studio.example", "Stage": "Prospect",
+         "Do not email": "Yes"},
+        {"Partner ID": "P-0004", "Business": "Active Run Club", "Contact name": "Leo Martins", "Email": "run@club.example",
+         "Stage": "Active", "Perk": "two free group runs", "Referral procedure": "Coach Leo calls within 2 days"},
+        {"Partner ID": "P-0005", "Business": "Paused Gym", "Email": "paused@gym.example", "Stage": "Paused"},
+    ]
+    referrals = [
+        {"Referral ID": "R-0001", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Jordan",
+         "Patient last name": "Blake", "Patient email": "jordan@mail.example", "Consent": "Yes",
+         "Goal": "Back to running 5k", "Discharge date": d(8)},
+        {"Referral ID": "R-0002", "Direction": "Out", "Partner": "P-0005", "Patient first name": "Morgan",
+         "Consent": "Yes", "Goal": "Stairs without pain", "Discharge date": d(5)},
+        {"Referral ID": "R-0003", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Riley",
+         "Patient email": "riley@mail.example", "Consent": "Yes", "Goal": "Hike again", "Discharge date": d(25)},
+        {"Referral ID": "R-0004", "Direction": "Out", "Partner": "Active Run Club", "Patient first name": "Avery",
+         "Consent": "", "Goal": "Knee strength", "Discharge date": d(4)},
+    ]
+    events = [
+        {"Event ID": "E-0001", "Event": "Healthy knees open house", "Date": d(40), "Partner": "Active Run Club",
+         "Kind": "Open house", "Location": "Clinic studio"},
+        {"Event ID": "E-0002", "Event": "Staff first-aid refresher", "Date": d(58), "Kind": "Talk",
+         "Location": "Clinic"},
+    ]
+    return {"partners": partners, "referrals": referrals, "events": events}

@@ -1,0 +1,73 @@
+"""The events job: a reminder `reminder_days` before an event, to the partner contact and to staff.
+
+Decisions are read from a real xlsx sheet and checked on the plan, and rendered with the shipped
+templates where the wording matters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from pathlib import Path
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from automations.config import Settings
+from automations.mail.render import Renderer
+from tests.conftest import make_settings, plan_for, seed_sheet
+from tests.support.sixty_days import d, day0_rows
+
+TZ = ZoneInfo("America/Chicago")
+STAFF = "frontdesk@riverside-pt.example"
+
+
+def at_nine(day: int) -> datetime:
+    return datetime.combine(d(day), time(9), TZ)
+
+
+def test_event_reminder_speaks_to_the_partner_and_to_staff_differently(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    seed_sheet(settings, **day0_rows())
+    plan = plan_for(settings, "events", at_nine(37))
+    renderer = Renderer(settings.templates_dir)
+    texts = {e.recipient: renderer.render(e.template, e.context).text for e in plan.emails}
+    assert "Hi Leo," in texts["partner"] and "Hello team" not in texts["partner"]
+    assert "Hello team," in texts["staff"] and "Events tab (E-0001)" in texts["staff"]
+    assert "Events tab" not in texts["partner"]
+
+
+def test_a_reminder_is_due_only_within_reminder_days_of_the_event(workbook: Callable[..., Settings]) -> None:
+    settings = workbook(**day0_rows())
+    assert settings.reminder_days == 3
+    assert plan_for(settings, "events", at_nine(36)).emails == ()  # E-0001 is on day 40
+    due = plan_for(settings, "events", at_nine(37)).emails
+    assert [(e.row.row_id, e.step, e.to_email) for e in due] == [("E-0001", "partner", "run@club.example"),
+                                                                  ("E-0001", "staff", STAFF)]
+    assert {e.sent_status for e in due} == {f"Reminder sent {d(37).isoformat()}"}
+    assert [e.step for e in plan_for(settings, "events", at_nine(40)).emails] == ["partner", "staff"]
+    assert plan_for(settings, "events", at_nine(41)).emails == ()  # the event is past
+
+
+def test_an_event_without_a_partner_reminds_staff_only(workbook: Callable[..., Settings]) -> None:
+    settings = workbook(**day0_rows())
+    plan = plan_for(settings, "events", at_nine(56))  # E-0002, day 58, no partner
+    assert [(e.row.row_id, e.recipient, e.to_email) for e in plan.emails] == [("E-0002", "staff", STAFF)]
+    assert plan.writes == ()
+
+
+def test_a_partner_who_cannot_be_emailed_gets_no_reminder_and_the_row_says_so(
+        workbook: Callable[..., Settings]) -> None:
+    settings = workbook(
+        partners=[{"Partner ID": "P-0001", "Business": "Quiet Studio", "Email": "quiet@studio.example",
+                   "Stage": "Active", "Do not email": "Yes"}],
+        events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2), "Partner": "Quiet Studio"}])
+    plan = plan_for(settings, "events", at_nine(0))
+    assert [e.recipient for e in plan.emails] == ["staff"]
+    assert [dict(w.values) for w in plan.writes] == [
+        {"Automation status": "Partner reminder not sent: Quiet Studio cannot be emailed; staff reminder only"}]
+
+
+def test_a_reminder_already_sent_is_not_planned_again(workbook: Callable[..., Settings]) -> None:
+    rows = day0_rows()
+    rows["events"][0]["Reminder sent"] = d(37)
+    settings = workbook(**rows)
+    assert plan_for(settings, "events", at_nine(38)).emails == ()
