@@ -30,7 +30,7 @@ from automations.sheets import open_backend
 from tests.conftest import make_settings, seed_sheet, world_for
 from tests.support.gmail_emulator import GmailEmulator
 from tests.support.google_token_server import GoogleTokenServer, write_key
-from tests.support.sixty_days import d, day0_rows
+from tests.support.sixty_days import d, day0_rows, deliver_sixty_days
 from tests.test_jobs import EXPECTED, ROW_JOBS, TZ, staff_actions
 
 USER = "partners@riverside-pt.example"
@@ -153,22 +153,12 @@ def test_the_mailbox_reads_new_messages_from_the_saved_position_and_resyncs_when
 def test_sixty_days_over_gmail_deliver_what_smtp_delivers(google: Google, staff_for: Any) -> None:
     settings = google.settings
     seed_sheet(settings, **day0_rows())
-    actions = staff_actions(staff_for(settings))
-    ledger = Ledger.in_state_dir(settings.state_dir)
-    got: list[tuple[int, str, str]] = []
-    seen = 0
-    for day in range(60):
-        if day in actions:
-            actions[day]()
-        for minute in (0, 5):
-            now = datetime.combine(d(day), time(9, minute), TZ)
-            run_jobs(world_for(settings, lambda: now, ledger=ledger),
-                     ROW_JOBS)
-        sent = google.gmail.sent(USER)
-        got += [(day, str(m.parsed["X-Partnerloop-Template"]), str(m.parsed["To"].addresses[0].addr_spec))
-                for m in sent[seen:]]
-        seen = len(sent)
-    assert sorted(got) == EXPECTED
+
+    def arrivals() -> list[tuple[str, str]]:
+        return [(str(m.parsed["X-Partnerloop-Template"]), str(m.parsed["To"].addresses[0].addr_spec))
+                for m in google.gmail.sent(USER)]
+
+    assert sorted(deliver_sixty_days(settings, staff_actions(staff_for(settings)), arrivals, ROW_JOBS)) == EXPECTED
 
 
 def test_a_send_whose_answer_is_lost_stays_unknown_and_is_never_sent_twice(google: Google) -> None:
