@@ -17,6 +17,7 @@ from automations.executor import run_jobs
 from automations.mail.gmail import GmailMailbox, GmailTransport
 from automations.mail.ledger import Ledger
 from automations.mail.oauth import GMAIL_READ, GMAIL_SEND
+from automations.mail.settle import settle_unknown
 from automations.mail.transport import (
     AuthFailed,
     OutcomeUnknown,
@@ -181,6 +182,14 @@ def test_a_send_whose_answer_is_lost_stays_unknown_and_is_never_sent_twice(googl
     assert GmailMailbox(settings.email).find_sent([unknown.message_id]) == {unknown.message_id}
     statuses = [p.status for p in read_book(open_backend(settings), settings).partners]
     assert any("unknown" in s.lower() or "may not" in s.lower() for s in statuses), statuses
+
+    # Settled from the mailbox: it is in Gmail's sent mail, so it was sent; the next run writes that back.
+    settled = settle_unknown(settings, ledger, later)
+    assert [r.key for r in settled] == [unknown.key] and ledger.unknown() == []
+    run_jobs(world_for(settings, lambda: later, ledger=ledger), ["outreach"])
+    partners = {p.id: p.status for p in read_book(open_backend(settings), settings).partners}
+    assert partners[unknown.key.row_id].startswith("Intro sent 2026-11-02"), partners
+    assert len(google.gmail.sent(USER)) == 2
 
 
 def test_a_revoked_grant_stops_the_run_with_one_line_and_sends_nothing(google: Google) -> None:

@@ -8,6 +8,7 @@ client-credentials flow against a local HTTPS authority.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from automations.config import Settings
-from automations.errors import ConfigError
+from automations.errors import ConfigError, MailError
 from automations.executor import World, run_jobs
 from automations.mail.imap import fetch_new, find_sent
 from automations.mail.ledger import Ledger
@@ -313,3 +314,29 @@ def test_google_mail_settings_default_to_the_sheet_key_and_the_clinic_address(tm
         make_settings(tmp_path, email={"auth": "oauth"})
     with pytest.raises(ConfigError, match=r"\[email.google\] credentials = '': expected the path of a service-account"):
         make_settings(tmp_path, email={"transport": "gmail"})
+
+
+def test_an_unknown_smtp_send_is_settled_from_the_imap_sent_folder(
+        tmp_path: Path, google: GoogleTokenServer, key: dict[str, Any], smtp: SmtpServer, imap: ImapServer) -> None:
+    from automations.mail.settle import settle_unknown
+
+    reader = "sent-mail@riverside-pt.example"  # a mailbox of its own: no Sent folder yet
+    google.grant(key, reader, GOOGLE_MAIL)
+    settings = oauth_settings(tmp_path, key, smtp, imap)
+    settings = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap, username=reader)))
+    seed_sheet(settings, partners=PARTNERS)
+    smtp.drop_before_reply(1)
+    report = run_jobs(world(settings, MONDAY), ["outreach"])
+    assert "no answer after the message was handed over" in report.fatal
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    [unknown] = ledger.unknown()
+    with pytest.raises(MailError, match=r"opening folder 'Sent' \(check \[email.imap\] sent_folder\)"):
+        settle_unknown(settings, ledger, MONDAY)
+    imap.deliver(reader, letter("<other@riverside-pt.example>"), folder="Sent")
+    assert settle_unknown(settings, ledger, MONDAY) == []  # not in the sent folder: stays unknown
+    [arrived] = smtp.messages
+    imap.deliver(reader, arrived.raw, folder="Sent")  # the provider keeps a copy of what it took
+    assert [r.key for r in settle_unknown(settings, ledger, MONDAY)] == [unknown.key]
+    assert ledger.unknown() == []
+    run_jobs(world(settings, MONDAY), ["outreach"])
+    assert smtp.arrivals(unknown.message_id) == 1

@@ -103,7 +103,7 @@ def find_sent(settings: Settings, message_ids: Sequence[str], *, ssl_context: ss
     found: set[str] = set()
     sent = replace(imap_settings, folder=imap_settings.sent_folder)
     with _session(settings, sent, ssl_context, password, tokens) as mailbox:
-        mailbox.open_folder(writable=False)
+        mailbox.open_folder(writable=False, key="sent_folder")
         imap = mailbox._session()
         for message_id in message_ids:
             data = mailbox._call("UID SEARCH HEADER Message-ID",
@@ -232,11 +232,13 @@ class _Mailbox:
             raise MailError(f"IMAP {self.where}: {what} failed ({_reason(data)})")
         return data
 
-    def open_folder(self, writable: bool) -> int:
-        """EXAMINE the folder (SELECT when messages are to be flagged); returns its UIDVALIDITY."""
+    def open_folder(self, writable: bool, key: str = "folder") -> int:
+        """EXAMINE the folder (SELECT when messages are to be flagged); returns its UIDVALIDITY.
+
+        *key* is the setting that named the folder, for the error message."""
         imap = self._session()
         folder = self.settings.folder
-        self._call(f"opening folder {folder!r} (check [email.imap] folder)",
+        self._call(f"opening folder {folder!r} (check [email.imap] {key})",
                    lambda: imap.select(_quote_folder(folder), readonly=not writable))
         value = _first(imap.response("UIDVALIDITY")[1])
         if value is None:  # not in the SELECT answer: ask for it
