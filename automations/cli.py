@@ -245,8 +245,10 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     ledger = Ledger.in_state_dir(settings.state_dir)
     records = ledger.resolve(args.row_id, args.job, sent=args.sent, now=datetime.now(settings.clinic.tz))
     if not records:
-        what = "unknown-outcome emails" if args.sent else "emails"
-        say(f"resolve: no {what} recorded for {args.row_id}" + (f" in {args.job}" if args.job else ""))
+        where = args.row_id + (f" in {args.job}" if args.job else "")
+        what = ("no email of it has an unknown outcome (`partnerloop status` lists those)" if args.sent
+                else "partnerloop has sent no email for it")
+        say(f"resolve: nothing to resolve for {where}: {what}")
         return 0
     for record in records:
         verb = "marked as delivered" if args.sent else "will be sent again on the next run"

@@ -172,6 +172,7 @@ class _Run:
         self.bounced_now: dict[str, date] = {}  # addresses the mailbox reported bouncing in this run
         self.settled_now: set[SendKey] = set()  # sends whose outcome this run recorded
         self.unwritten_ids: set[str] = set()  # rows whose new ID could not be written: not emailed this run
+        self.resend: frozenset[SendKey] | None = None  # what staff asked to go out again
 
     def go(self) -> RunReport:
         now = self.world.clock()
@@ -208,10 +209,13 @@ class _Run:
                             f"{len(book.events)} events")
         self._write_new_ids(book)
         inbox = self._read_mailbox()
+        self.resend = self.ledger.keys(SendState.RESEND, self.jobs)
         return JobInput(book=book, now=now, settings=self.settings, seen_stages=self.ledger.seen_stages(),
                         health=self.ledger.last_runs(), remembered=remembered(self.ledger),
                         location=self.world.backend.location(), replied=self.ledger.replied(), inbox=inbox,
-                        sent_messages=self.ledger.message_keys() if inbox.messages else {})
+                        sent_messages=self.ledger.message_keys() if inbox.messages else {},
+                        delivered=self.ledger.keys(SendState.SENT, self.jobs),
+                        resend=self.resend)
 
     def _write_new_ids(self, book: Book) -> None:
         """Write new row IDs first; a row whose ID could not be written is not emailed this run."""
@@ -320,7 +324,7 @@ class _Run:
         claimed = self.ledger.claim(email.key, template=email.template, to_address=email.to_email,
                                     tab=email.row.tab, match=email.row.match if not email.row.new else None,
                                     message_id=str(message["Message-ID"]), now=now,
-                                    writeback={**email.on_sent, STATUS: email.sent_status} if email.writes_back else {},
+                                    writeback={**email.on_sent, STATUS: self._sent_status(email)} if email.writes_back else {},
                                     log_row=log_row, daily_limit=self.settings.email.daily_limit)
         if claimed:
             return None
@@ -330,6 +334,10 @@ class _Run:
         record = self.ledger.get(email.key)  # refused at this very address before: wait for staff to correct it
         return Verdict(Result.REFUSED if claimed == Claim.REFUSED_HERE else Result.ALREADY,
                        detail=record.result if record else "")
+
+    def _sent_status(self, email: Email) -> str:
+        again = self.resend is not None and email.key in self.resend
+        return f"{email.sent_status} (sent again, as staff asked)" if again else email.sent_status
 
     def _hand_over(self, email: Email, message: EmailMessage) -> Verdict:
         """Give the message to the transport (opened on first use); what the server said, as a Verdict."""

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from automations.cli import main
+from automations.config import load_settings
 from automations.mail.ledger import Ledger, SendKey
 from automations.mail.render import EMAIL_TEMPLATES
+from automations.model import read_book
+from automations.sheets import open_backend
 from tests.conftest import REPO
 from tests.support.configs import write_config
 
@@ -138,3 +141,46 @@ def test_demo_never_touches_a_folder_that_holds_anything(tmp_path: Path, capsys:
         capsys.readouterr().err
     assert (var / "state" / "ledger.sqlite3").read_bytes() == b"the real send history"
     assert sorted(p.name for p in var.rglob("*")) == ["ledger.sqlite3", "state"]
+
+
+def log_lines(tmp_path: Path) -> list[tuple[str, str, str]]:
+    """The Log tab's (Row, Job, Template) lines, in order."""
+    settings = load_settings(tmp_path / "settings.toml")
+    log = open_backend(settings).read(["Log"])["Log"]
+    assert log is not None
+    return [(str(log.get(r, "Row")), str(log.get(r, "Job")), str(log.get(r, "Template"))) for r in log.rows]
+
+
+def test_resend_works_for_every_kind_of_email_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    assert main(["--config", str(config), "run", "--all", "--now", "2026-11-27"]) == 0
+    first = log_lines(tmp_path)
+    where = {template: (row, job) for row, job, template in first}
+    kinds = ["outreach_intro", "outreach_follow_up_1", "meeting_confirmation", "partnership_welcome",
+             "discharge_partner", "referral_thanks", "referral_update", "event_reminder", "owner_digest"]
+    assert set(kinds) <= set(where), sorted(where)
+    for template in kinds:
+        row, job = where[template]
+        capsys.readouterr()
+        assert main(["--config", str(config), "resolve", row, "--job", job, "--resend"]) == 0
+        assert f"{job} {row} {template}: will be sent again on the next run" in capsys.readouterr().out
+    asked = {(row, job) for row, job in where.values() if (row, job) in {where[t] for t in kinds}}
+    assert main(["--config", str(config), "run", "--all", "--now", "2026-11-27T11:00"]) == 0
+    again = log_lines(tmp_path)[len(first):]
+    assert sorted(again) == sorted(line for line in first if line[:2] in asked)  # each once more, nothing else
+    assert main(["--config", str(config), "run", "--all", "--now", "2026-11-27T12:00"]) == 0
+    assert len(log_lines(tmp_path)) == len(first) + len(again)  # once, not on every run
+    settings = load_settings(config)
+    book = read_book(open_backend(settings), settings)
+    [referral] = [r for r in book.referrals if r.id == where["discharge_partner"][0]]
+    assert "Partner emailed 2026-11-27 (sent again, as staff asked)" in referral.status
+
+
+def test_resolve_with_nothing_to_resolve_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    capsys.readouterr()
+    assert main(["--config", str(config), "resolve", "R-0001", "--sent"]) == 0
+    assert capsys.readouterr().out.strip() == ("resolve: nothing to resolve for R-0001: no email of it has an unknown "
+                                               "outcome (`partnerloop status` lists those)")
+    assert main(["--config", str(config), "resolve", "R-0001", "--resend"]) == 0
+    assert capsys.readouterr().out.strip() == "resolve: nothing to resolve for R-0001: partnerloop has sent no email for it"

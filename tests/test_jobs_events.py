@@ -12,8 +12,11 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from automations.config import Settings
+from automations.executor import run_jobs
 from automations.mail.render import Renderer
-from tests.conftest import make_settings, plan_for, seed_sheet
+from automations.model import read_book
+from automations.sheets import open_backend
+from tests.conftest import make_settings, plan_for, seed_sheet, world_for
 from tests.support.sixty_days import d, day0_rows
 
 TZ = ZoneInfo("America/Chicago")
@@ -42,7 +45,8 @@ def test_a_reminder_is_due_only_within_reminder_days_of_the_event(workbook: Call
     due = plan_for(settings, "events", at_nine(37)).emails
     assert [(e.row.row_id, e.step, e.to_email) for e in due] == [("E-0001", "partner", "run@club.example"),
                                                                   ("E-0001", "staff", STAFF)]
-    assert {e.sent_status for e in due} == {f"Reminder sent {d(37).isoformat()}"}
+    assert {e.sent_status for e in due} == {f"Partner reminder sent {d(37).isoformat()}",
+                                            f"Staff reminder sent {d(37).isoformat()}"}
     assert [e.step for e in plan_for(settings, "events", at_nine(40)).emails] == ["partner", "staff"]
     assert plan_for(settings, "events", at_nine(41)).emails == ()  # the event is past
 
@@ -71,3 +75,30 @@ def test_a_reminder_already_sent_is_not_planned_again(workbook: Callable[..., Se
     rows["events"][0]["Reminder sent"] = d(37)
     settings = workbook(**rows)
     assert plan_for(settings, "events", at_nine(38)).emails == ()
+
+
+def test_each_copy_of_a_reminder_is_tracked_apart_and_a_held_one_goes_later(
+        workbook: Callable[..., Settings]) -> None:
+    settings = workbook(email={"daily_limit": 1}, **day0_rows())
+    def run(day: int) -> list[str]:
+        moment = datetime.combine(d(day), time(9), TZ)
+        report = run_jobs(world_for(settings, lambda: moment), ["events"])
+        return [f"{o.email.step} {o.result}" for o in report.outcomes]
+
+    assert run(37) == ["partner sent", "staff held"]  # daily_limit 1: the staff copy waits
+    [event] = [e for e in read_book(open_backend(settings), settings).events if e.id == "E-0001"]
+    assert event.reminder_sent == d(37) and f"Partner reminder sent {d(37).isoformat()}" in event.status
+    assert "Staff reminder held: daily_limit 1 reached" in event.status
+    assert run(38) == ["staff sent"]  # the partner's copy is not sent again, the staff's goes now
+    assert run(39) == []
+
+
+def test_a_copy_still_held_when_the_event_has_passed_says_so(workbook: Callable[..., Settings]) -> None:
+    settings = workbook(email={"send_window": "Sat 08:00-09:00"}, **day0_rows())
+    for day in (37, 41):
+        moment = datetime.combine(d(day), time(10), TZ)
+        run_jobs(world_for(settings, lambda: moment), ["events"])
+        [event] = [e for e in read_book(open_backend(settings), settings).events if e.id == "E-0001"]
+        if day == 37:
+            assert "Partner reminder held: outside the send window" in event.status and "goes out from" in event.status
+    assert event.status == f"Partner reminder and Staff reminder not sent: the event was on {d(40).isoformat()}"

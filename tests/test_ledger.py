@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.mail.ledger import Ledger, SendKey
+from automations.core import SendState
+from automations.mail.ledger import Claim, Ledger, SendKey
 
 TZ = ZoneInfo("America/Chicago")
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=TZ)
@@ -28,11 +29,12 @@ WRITEBACK = {"Stage": "Contacted", "Automation status": "Intro sent 2026-11-27"}
 LOG_ROW = ["2026-11-27 09:00", "outreach", "P-0001", "outreach_intro", "<1.intro@riverside-pt.example>", "sent"]
 
 
-def claim(ledger: Ledger, key: SendKey = KEY, to_address: str = ADDRESS, now: datetime = NOW) -> bool:
+def claim(ledger: Ledger, key: SendKey = KEY, to_address: str = ADDRESS, now: datetime = NOW,
+          daily_limit: int | None = None) -> Claim:
     """Claim *key* as the executor does before handing the message over."""
     return ledger.claim(key, template="outreach_intro", to_address=to_address, tab="Partners", match=None,
                         message_id=f"<{key.row_id}.{key.step}@riverside-pt.example>", now=now,
-                        writeback=WRITEBACK, log_row=LOG_ROW)
+                        writeback=WRITEBACK, log_row=LOG_ROW, daily_limit=daily_limit)
 
 
 @pytest.fixture
@@ -54,7 +56,7 @@ def state(ledger: Ledger, key: SendKey = KEY) -> Any:
 # -- claimed, never settled: the run stopped between claim and hand-over, or hand-over and settle -------------
 def test_a_claim_is_recorded_as_sending_before_anything_is_handed_over(ledger: Ledger) -> None:
     assert ledger.get(KEY) is None
-    assert claim(ledger) is True
+    assert claim(ledger) == Claim.CLAIMED
     record = ledger.get(KEY)
     assert record is not None
     assert (record.state, record.attempt, record.template, record.tab) == ("sending", 1, "outreach_intro", "Partners")
@@ -64,9 +66,9 @@ def test_a_claim_is_recorded_as_sending_before_anything_is_handed_over(ledger: L
 
 def test_a_claim_left_sending_is_never_claimed_again(ledger: Ledger) -> None:
     claim(ledger)
-    assert claim(ledger) is False
-    assert claim(ledger, now=NOW + timedelta(days=30)) is False
-    assert claim(Ledger(ledger.path)) is False  # nor by the next run
+    assert not claim(ledger)
+    assert not claim(ledger, now=NOW + timedelta(days=30))
+    assert not claim(Ledger(ledger.path))  # nor by the next run
     assert state(ledger) == "sending"
 
 
@@ -95,8 +97,8 @@ def test_a_sent_email_is_never_claimed_again(ledger: Ledger) -> None:
     claim(ledger)
     ledger.settle(KEY, "sent", "250 OK queued", NOW + timedelta(seconds=2))
     assert state(ledger) == "sent"
-    assert claim(ledger, now=NOW + timedelta(days=7)) is False
-    assert claim(ledger, to_address="new@studio.example", now=NOW + timedelta(days=7)) is False
+    assert not claim(ledger, now=NOW + timedelta(days=7))
+    assert not claim(ledger, to_address="new@studio.example", now=NOW + timedelta(days=7))
     assert ledger.unknown() == []
 
 
@@ -141,13 +143,13 @@ def refuse(ledger: Ledger) -> None:
 def test_a_refused_address_is_not_claimed_again(ledger: Ledger) -> None:
     refuse(ledger)
     assert state(ledger) == "refused"
-    assert claim(ledger, now=NOW + timedelta(days=1)) is False
-    assert claim(ledger, to_address="  Coach@Studio.example ", now=NOW + timedelta(days=1)) is False  # same address
+    assert not claim(ledger, now=NOW + timedelta(days=1))
+    assert not claim(ledger, to_address="  Coach@Studio.example ", now=NOW + timedelta(days=1))  # same address
 
 
 def test_a_refused_email_is_claimed_again_once_the_address_changes(ledger: Ledger) -> None:
     refuse(ledger)
-    assert claim(ledger, to_address="coach@new-studio.example", now=NOW + timedelta(days=1)) is True
+    assert claim(ledger, to_address="coach@new-studio.example", now=NOW + timedelta(days=1)) == Claim.CLAIMED
     record = ledger.get(KEY)
     assert record is not None and (record.state, record.attempt) == ("sending", 2)
 
@@ -168,7 +170,7 @@ def test_a_failed_email_is_claimed_again_on_the_next_run(ledger: Ledger) -> None
     assert state(ledger) == "failed"
     assert ledger.pending_writebacks() == [] and ledger.unknown() == []
     assert ledger.sent_since(NOW - timedelta(hours=24)) == 0
-    assert claim(ledger, now=NOW + timedelta(hours=1)) is True
+    assert claim(ledger, now=NOW + timedelta(hours=1)) == Claim.CLAIMED
     record = ledger.get(KEY)
     assert record is not None and (record.state, record.attempt) == ("sending", 2)
 
@@ -181,7 +183,7 @@ def test_resolving_as_sent_settles_the_claim_and_queues_its_write_back(ledger: L
     assert state(ledger) == "sent" and ledger.unknown() == []
     assert [r.key for r in ledger.pending_writebacks()] == [KEY]
     assert ledger.sent_since(NOW - timedelta(seconds=1)) == 1  # counted when it was claimed
-    assert claim(ledger, now=NOW + timedelta(days=2)) is False
+    assert not claim(ledger, now=NOW + timedelta(days=2))
 
 
 def test_resolving_as_sent_leaves_settled_emails_alone(ledger: Ledger) -> None:
@@ -197,7 +199,7 @@ def test_resolving_for_a_resend_lets_the_next_run_claim_it_again(ledger: Ledger)
     assert resolved.key == KEY
     assert state(ledger) == "resend"
     assert ledger.unknown() == [] and ledger.pending_writebacks() == []
-    assert claim(ledger, now=NOW + timedelta(days=1, minutes=1)) is True
+    assert claim(ledger, now=NOW + timedelta(days=1, minutes=1)) == Claim.CLAIMED
     record = ledger.get(KEY)
     assert record is not None and (record.state, record.attempt) == ("sending", 2)
 
@@ -207,7 +209,7 @@ def test_a_resend_can_be_asked_for_an_email_already_sent(ledger: Ledger) -> None
     ledger.settle(KEY, "sent", "250 OK", NOW)
     ledger.resolve("P-0001", "outreach", sent=False, now=NOW + timedelta(days=1))
     assert state(ledger) == "resend"
-    assert claim(ledger, now=NOW + timedelta(days=1)) is True
+    assert claim(ledger, now=NOW + timedelta(days=1)) == Claim.CLAIMED
 
 
 def test_resolve_touches_only_the_named_row_and_job(ledger: Ledger) -> None:
@@ -221,8 +223,8 @@ def test_resolve_touches_only_the_named_row_and_job(ledger: Ledger) -> None:
 # -- two processes, one file ---------------------------------------------------------------------------
 def test_two_ledgers_on_one_file_see_each_others_claims(path: Path) -> None:
     first, second = Ledger(path), Ledger(path)
-    assert claim(first) is True
-    assert claim(second) is False
+    assert claim(first) == Claim.CLAIMED
+    assert not claim(second)
     first.settle(KEY, "sent", "250 OK", NOW)
     assert [r.key for r in second.pending_writebacks()] == [KEY]
 
@@ -281,7 +283,7 @@ def test_a_process_killed_between_claim_and_settle_leaves_exactly_one_unknown_se
     fresh = Ledger(path)
     [unknown] = fresh.unknown()
     assert (unknown.key, unknown.state, unknown.claimed_at) == (KEY, "sending", NOW)
-    assert claim(fresh, now=NOW + timedelta(days=1)) is False
+    assert not claim(fresh, now=NOW + timedelta(days=1))
 
 
 def test_recipient_addresses_are_stored_only_as_hashes(ledger: Ledger, path: Path) -> None:
@@ -290,3 +292,19 @@ def test_recipient_addresses_are_stored_only_as_hashes(ledger: Ledger, path: Pat
     ledger.close()
     stored = b"".join(p.read_bytes() for p in path.parent.iterdir() if p.is_file())
     assert ADDRESS.encode() not in stored and b"coach@" not in stored
+
+
+def test_a_refused_claim_says_why() -> None:
+    assert [bool(c) for c in Claim] == [True, False, False, False]
+
+
+def test_the_daily_limit_is_decided_inside_the_claim(ledger: Ledger, path: Path) -> None:
+    keys = [SendKey("outreach", f"P-{i:04d}", "intro") for i in range(1, 5)]
+    assert claim(ledger, keys[0], daily_limit=2) == Claim.CLAIMED  # an open claim counts: it may be delivered
+    ledger.settle(keys[0], SendState.SENT, "250 OK", NOW)
+    other = Ledger(path)  # another run, another job, at the same time
+    assert claim(other, keys[1], daily_limit=2) == Claim.CLAIMED
+    assert claim(ledger, keys[2], daily_limit=2) == Claim.LIMIT
+    assert ledger.get(keys[2]) is None  # nothing recorded: it goes out on a later run
+    assert claim(ledger, keys[2], now=NOW + timedelta(hours=24, seconds=1), daily_limit=2) == Claim.CLAIMED
+    assert claim(ledger, keys[0], daily_limit=99) == Claim.TAKEN

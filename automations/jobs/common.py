@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any, Callable
 
 from automations.check import problem_status
-from automations.core import STATUS
+from automations.core import STATUS, SendKey
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.mail.message import unsubscribe_mailto
 from automations.model import Event, Partner, Referral, RowRef
@@ -42,6 +42,11 @@ def status_write(ref: RowRef, current: str, status: str, **cells: Any) -> list[R
 
 def attention(ref: RowRef, current: str, problems: tuple[str, ...]) -> list[RowWrite]:
     return status_write(ref, current, problem_status(problems))
+
+
+def done(inp: JobInput, marker: object, job: str, row: RowRef, step: str) -> bool:
+    """A step is done when its row says so (a date in its column), unless staff asked for it again."""
+    return bool(marker) and SendKey(job, row.row_id, step) not in inp.resend
 
 
 def day(value: date) -> str:

@@ -6,7 +6,7 @@ partner in Agreement or Active. Without valid consent nobody is emailed and the 
 
 from __future__ import annotations
 
-from automations.jobs.common import day, plan_referrals, render_context
+from automations.jobs.common import day, done, plan_referrals, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Referral
 
@@ -19,7 +19,9 @@ def plan_discharge(inp: JobInput) -> Plan:
 
 def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
     today = inp.today
-    if r.partner_emailed and (r.patient_emailed or not r.patient_email):
+    partner_done = done(inp, r.partner_emailed, "discharge", r.ref, "partner")
+    patient_done = done(inp, r.patient_emailed, "discharge", r.ref, "patient")
+    if partner_done and (patient_done or not r.patient_email):
         return [], None  # done
     if r.discharge_date is None:
         return [], None if r.status else "Waiting for a Discharge date"
@@ -40,7 +42,7 @@ def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
         return [], f"Not sent: {partner.business} cannot be emailed (no Email, Do not email, or opted out)"
     emails: list[Email] = []
     context = render_context(inp, "discharge_partner", partner=partner, referral=r)
-    if not r.partner_emailed:
+    if not partner_done:
         emails.append(Email(
             job="discharge", row=r.ref, step="partner", template="discharge_partner", to_email=partner.email,
             to_name=partner.contact_name, recipient="partner", label="Partner introduction", context=context,
@@ -49,7 +51,7 @@ def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
         return emails, "No Patient email: the partner only" if emails else None
     if inp.book.blocked(r.patient_email):
         return emails, "Patient not emailed: the address is on Opt-outs"
-    if not r.patient_emailed:
+    if not patient_done:
         emails.append(Email(
             job="discharge", row=r.ref, step="patient", template="discharge_patient", to_email=r.patient_email,
             to_name=" ".join(n for n in (r.patient_first_name, r.patient_last_name) if n), recipient="patient",

@@ -50,6 +50,9 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     """The email due for this partner now, or the status explaining why there is none."""
     today = inp.today
     first, second = inp.settings.follow_up_days
+    again = _again(inp, p)
+    if again is not None:
+        return again, None
     replied = inp.replied.get(p.id)
     if replied is not None and p.stage_since is not None and replied < p.stage_since:
         replied = None  # staff moved the partner on since that reply: a new start
@@ -87,6 +90,8 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
             return _email(inp, p, "follow_up_2", "outreach_follow_up_2", "Follow-up 2", {
                 "Outreach step": 3, "Last emailed": today, "Next follow-up": "",
             }, f"Follow-up 2 sent {day(today)}; no more emails: {_call(p)}", number=3), None
+        if p.status.startswith("Follow-up 2 sent"):
+            return None, None  # it says so already, with the day the last letter went
         return None, f"No reply after the last follow-up: {_call(p)}"
     if p.stage == "Meeting":
         if p.meeting_date is None or p.meeting_date < today:
@@ -101,6 +106,21 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
         return _email(inp, p, "welcome", "partnership_welcome", "Welcome", {},
                       f"Welcome and ground rules sent {day(today)}"), None
     return None, None
+
+
+def _again(inp: JobInput, p: Partner) -> Email | None:
+    """An email of the sequence that staff asked to go out again (`resolve --resend`), whatever the Stage now."""
+    for key in sorted((k for k in inp.resend if k.job == "outreach" and k.row_id == p.id), key=str):
+        if _cannot_email(inp, p):
+            return None
+        template, label, number = {
+            "intro": ("outreach_warm_intro" if p.introduced_by else "outreach_intro", "Intro", 1),
+            "follow_up_1": ("outreach_follow_up_1", "Follow-up 1", 2),
+            "follow_up_2": ("outreach_follow_up_2", "Follow-up 2", 3),
+            "welcome": ("partnership_welcome", "Welcome", 1),
+        }.get(key.step, ("meeting_confirmation", "Meeting confirmation", 1))
+        return _email(inp, p, key.step, template, label, {}, f"{label} sent {day(inp.today)}", number=number)
+    return None
 
 
 def _cannot_email(inp: JobInput, p: Partner) -> str:

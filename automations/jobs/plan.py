@@ -71,6 +71,8 @@ class JobInput:
     replied: Mapping[str, date] = field(default_factory=dict)  # partner ID -> the day they replied
     inbox: Inbox = field(default_factory=Inbox)  # the clinic's mailbox, read first when the replies job runs
     sent_messages: Mapping[str, SendKey] = field(default_factory=dict)  # Message-ID -> what it was
+    delivered: frozenset[SendKey] = frozenset()  # what the ledger knows went out (the jobs run)
+    resend: frozenset[SendKey] = frozenset()  # what staff asked to go out again (`resolve --resend`)
 
     @property
     def today(self) -> date:

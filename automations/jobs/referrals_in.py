@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from automations.jobs.common import day, plan_referrals, render_context
+from automations.jobs.common import day, done, plan_referrals, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Referral
 
@@ -32,10 +32,12 @@ def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
                      on_sent={column: today}, sent_status=f"{label} sent {day(today)}")
 
     emails = []
-    if not r.thanks_sent:
+    if not done(inp, r.thanks_sent, "referrals_in", r.ref, "thanks"):
         emails.append(email("thanks", "referral_thanks", "Thank-you", "Thanks sent"))
-    wants_update = r.first_visit is not None and r.first_visit <= today and not r.update_sent
-    wants_close = r.discharge_date is not None and r.discharge_date <= today and not r.loop_closed
+    wants_update = (r.first_visit is not None and r.first_visit <= today
+                    and not done(inp, r.update_sent, "referrals_in", r.ref, "update"))
+    wants_close = (r.discharge_date is not None and r.discharge_date <= today
+                   and not done(inp, r.loop_closed, "referrals_in", r.ref, "closed"))
     if not (wants_update or wants_close):
         return emails, None
     consent_ok = r.consent == "Yes" and (r.consent_expires is None or r.consent_expires >= today)

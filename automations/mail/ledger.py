@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS sends (
     written_back INTEGER NOT NULL DEFAULT 0, logged INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job, row_id, step)
 );
+CREATE INDEX IF NOT EXISTS sends_state ON sends(state, claimed_at);
 CREATE TABLE IF NOT EXISTS deliveries (at TEXT NOT NULL, job TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries(at);
 CREATE TABLE IF NOT EXISTS runs (
@@ -174,6 +175,12 @@ class Ledger:
                 (state, result[:300], now.isoformat(), cells, json.dumps(log_row), key.job, key.row_id, key.step))
             if state == SendState.SENT:
                 self.db.execute("INSERT INTO deliveries (at, job) VALUES (?, ?)", (_utc(now), key.job))
+
+    def keys(self, state: SendState, jobs: Sequence[str]) -> frozenset[SendKey]:
+        """The keys of *jobs* in *state*: what jobs may know of the ledger (delivered, or to go out again)."""
+        marks = ",".join("?" * len(jobs))
+        return frozenset(SendKey(r["job"], r["row_id"], r["step"]) for r in self.db.execute(
+            f"SELECT job, row_id, step FROM sends WHERE state=? AND job IN ({marks})", (state, *jobs)))
 
     def unknown(self) -> list[SendRecord]:
         """Claims whose outcome was never recorded: the run stopped between handing over and recording."""

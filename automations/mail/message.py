@@ -8,6 +8,7 @@ local part needs a server offering SMTPUTF8 (the transport checks).
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
@@ -69,11 +70,20 @@ def mailbox(name: str, email: str, what: str = "the email address") -> Address:
     raw = one_line(email)
     if not raw or raw != str(email).strip():
         raise ValueError(f"{what} is not one valid address")
+    parts = _validated(raw)
+    if parts is None:
+        raise ValueError(f"{what} is not one valid address")
+    return Address(display_name=one_line(name), username=parts[0], domain=parts[1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _validated(address: str) -> tuple[str, str] | None:
+    """(local part, ASCII domain) of a valid address, else None; each address is checked once per process."""
     try:
-        valid = validate_email(raw, check_deliverability=False, allow_smtputf8=True)
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError:
-        raise ValueError(f"{what} is not one valid address") from None
-    return Address(display_name=one_line(name), username=valid.local_part, domain=valid.ascii_domain)
+        return None
+    return valid.local_part, valid.ascii_domain
 
 
 def needs_smtputf8(address: str) -> bool:
