@@ -20,6 +20,7 @@ carried out, then the connection closes without an answer.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -162,7 +163,7 @@ class StoredMessage:
     def parsed(self) -> Any:
         return message_from_bytes(self.raw, policy=policy.default)
 
-    @property
+    @functools.cached_property
     def message_id(self) -> str:
         return str(self.parsed.get("Message-ID", "")).strip()
 
