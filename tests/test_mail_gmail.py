@@ -147,8 +147,15 @@ def test_the_mailbox_reads_new_messages_from_the_saved_position_and_resyncs_when
     assert [m.message_id for m in second] == ["<b@club.example>", "<c@club.example>"]
     assert [m.uid for m in second] == [1, 2]
     gmail.expire_history(USER)
-    again, _ = mailbox.read_new(later)
+    again, resynced = mailbox.read_new(later)
     assert [m.message_id for m in again] == ["<a@club.example>", "<b@club.example>", "<c@club.example>"]
+    imap_position = '{"uidvalidity": 7, "uid": 3, "mailbox": "imap.example:993/partners/INBOX"}'
+    assert len(mailbox.read_new(imap_position)[0]) == 3  # another reader's position: read from the start
+    deleted = gmail.deliver(USER, message_bytes(letter(to=USER, message_id="<d@club.example>")))
+    gmail.delete(USER, deleted)  # deleted for good by staff before partnerloop reads it
+    gmail.deliver(USER, message_bytes(letter(to=USER, message_id="<e@club.example>")))
+    newest, _ = mailbox.read_new(resynced)
+    assert [(m.uid, m.message_id) for m in newest] == [(1, "<e@club.example>")]
 
 
 def test_sixty_days_over_gmail_deliver_what_smtp_delivers(google: Google, staff_for: Any) -> None:
