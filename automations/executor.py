@@ -33,10 +33,11 @@ from automations.errors import MailError, PartnerloopError
 from automations.jobs import JOBS
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.locks import JobLock
-from automations.mail.ledger import FOUND_IN_MAILBOX, Claim, Ledger, SendRecord
+from automations.mail.ledger import Claim, Ledger, SendRecord
 from automations.mail.mailbox import configured
 from automations.mail.message import build_message
 from automations.mail.render import Rendered, Renderer, RenderError
+from automations.mail.settle import FindSent, settle_unknown
 from automations.mail.transport import (
     OutcomeUnknown,
     RecipientRefused,
@@ -137,7 +138,7 @@ class World:
     progress: Callable[[str], None] = lambda line: None
     stop: Callable[[], bool] = lambda: False  # True once partnerloop is asked to stop: hold the rest, write back
     mailbox: Mailbox | None = None  # how the replies job's input is read (default: mail.mailbox.read_inbox)
-    sent_lookup: Callable[[Settings, Sequence[str]], set[str]] | None = None  # default: mail.mailbox.find_sent
+    sent_lookup: FindSent | None = None  # where unknown outcomes are looked up (default: mail.settle.sent_mail_finder)
 
 
 def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit: int | None = None,
@@ -263,25 +264,16 @@ class _Run:
     def _settle_from_mailbox(self) -> None:
         """Sends whose outcome is unknown, looked up by Message-ID in the clinic's sent mail: found ones are
         settled as sent (and written back by this run); the rest stay for staff (`status`, the row)."""
-        busy = self._busy_jobs()
-        unknown = [r for r in self.ledger.unknown() if r.message_id and r.key.job not in busy]
-        if self.dry_run or not unknown:
+        if self.dry_run or not self.ledger.unknown():
             return
-        lookup = self.world.sent_lookup
-        if lookup is None:
-            from automations.mail.mailbox import find_sent
-
-            lookup = find_sent
-        self.world.progress(f"looking up {len(unknown)} unknown-outcome email(s) in the mailbox")
+        self.world.progress("looking up unknown-outcome emails in the mailbox")
         try:
-            found = lookup(self.settings, [r.message_id for r in unknown])
+            settled = settle_unknown(self.settings, self.ledger, self.world.clock(), find_sent=self.world.sent_lookup,
+                                     skip_jobs=self._busy_jobs())
         except PartnerloopError as exc:
             self.report.notes.append(f"could not look up the unknown-outcome emails in the mailbox ({exc}); "
                                      "they stay unknown")
             return
-        settled = [r for r in unknown if r.message_id in found]
-        for record in settled:
-            self.ledger.settle(record.key, SendState.SENT, FOUND_IN_MAILBOX, self.world.clock())
         if settled:
             self.report.notes.append(f"{len(settled)} unknown-outcome email(s) found in the mailbox's sent mail, "
                                      f"now recorded as sent: {', '.join(sorted({r.key.row_id for r in settled}))}")

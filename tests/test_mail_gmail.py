@@ -13,7 +13,7 @@ import pytest
 
 from automations.config import Settings
 from automations.errors import MailError
-from automations.executor import World, run_jobs
+from automations.executor import run_jobs
 from automations.mail.gmail import GmailMailbox, GmailTransport
 from automations.mail.ledger import Ledger
 from automations.mail.oauth import GMAIL_READ, GMAIL_SEND
@@ -27,10 +27,10 @@ from automations.mail.transport import (
 )
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import make_settings, seed_sheet
+from tests.conftest import make_settings, seed_sheet, world_for
 from tests.support.gmail_emulator import GmailEmulator
 from tests.support.google_token_server import GoogleTokenServer, write_key
-from tests.support.sixty_days import EXPECTED, ROW_JOBS, TZ, d, day0_rows, staff_actions
+from tests.support.sixty_days import EXPECTED, ROW_JOBS, TZ, d, day0_rows, deliver_sixty_days, staff_actions
 
 USER = "partners@riverside-pt.example"
 
@@ -145,29 +145,26 @@ def test_the_mailbox_reads_new_messages_from_the_saved_position_and_resyncs_when
     assert [m.message_id for m in second] == ["<b@club.example>", "<c@club.example>"]
     assert [m.uid for m in second] == [1, 2]
     gmail.expire_history(USER)
-    again, _ = mailbox.read_new(later)
+    again, resynced = mailbox.read_new(later)
     assert [m.message_id for m in again] == ["<a@club.example>", "<b@club.example>", "<c@club.example>"]
+    imap_position = '{"uidvalidity": 7, "uid": 3, "mailbox": "imap.example:993/partners/INBOX"}'
+    assert len(mailbox.read_new(imap_position)[0]) == 3  # another reader's position: read from the start
+    deleted = gmail.deliver(USER, message_bytes(letter(to=USER, message_id="<d@club.example>")))
+    gmail.delete(USER, deleted)  # deleted for good by staff before partnerloop reads it
+    gmail.deliver(USER, message_bytes(letter(to=USER, message_id="<e@club.example>")))
+    newest, _ = mailbox.read_new(resynced)
+    assert [(m.uid, m.message_id) for m in newest] == [(1, "<e@club.example>")]
 
 
 def test_sixty_days_over_gmail_deliver_what_smtp_delivers(google: Google, staff_for: Any) -> None:
     settings = google.settings
     seed_sheet(settings, **day0_rows())
-    actions = staff_actions(staff_for(settings))
-    ledger = Ledger.in_state_dir(settings.state_dir)
-    got: list[tuple[int, str, str]] = []
-    seen = 0
-    for day in range(60):
-        if day in actions:
-            actions[day]()
-        for minute in (0, 5):
-            now = datetime.combine(d(day), time(9, minute), TZ)
-            run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
-                     ROW_JOBS)
-        sent = google.gmail.sent(USER)
-        got += [(day, str(m.parsed["X-Partnerloop-Template"]), str(m.parsed["To"].addresses[0].addr_spec))
-                for m in sent[seen:]]
-        seen = len(sent)
-    assert sorted(got) == EXPECTED
+
+    def arrivals() -> list[tuple[str, str]]:
+        return [(str(m.parsed["X-Partnerloop-Template"]), str(m.parsed["To"].addresses[0].addr_spec))
+                for m in google.gmail.sent(USER)]
+
+    assert sorted(deliver_sixty_days(settings, staff_actions(staff_for(settings)), arrivals, ROW_JOBS)) == EXPECTED
 
 
 def test_a_send_whose_answer_is_lost_is_settled_from_the_mailbox_without_a_second_copy(google: Google) -> None:
@@ -176,7 +173,7 @@ def test_a_send_whose_answer_is_lost_is_settled_from_the_mailbox_without_a_secon
     ledger = Ledger.in_state_dir(settings.state_dir)
     now = datetime.combine(d(0), time(9, 0), TZ)
     google.gmail.fail_next("drop")
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+    report = run_jobs(world_for(settings, lambda: now, ledger=ledger),
                       ["outreach"])
     assert report.fatal.startswith("mail server: Gmail API as partners@riverside-pt.example: no answer")
     [unknown] = ledger.unknown()
@@ -185,8 +182,7 @@ def test_a_send_whose_answer_is_lost_is_settled_from_the_mailbox_without_a_secon
     assert GmailMailbox(settings.email).find_sent([unknown.message_id]) == {unknown.message_id}
     for minute in (5, 10):
         later = datetime.combine(d(0), time(9, minute), TZ)
-        report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger,
-                                clock=lambda: later), ["outreach"])
+        report = run_jobs(world_for(settings, lambda: later, ledger=ledger), ["outreach"])
         if minute == 5:
             assert any("found in the mailbox's sent mail, now recorded as sent" in line for line in report.summary())
     sent_ids = [m.message_id for m in google.gmail.sent(USER)]
@@ -195,6 +191,7 @@ def test_a_send_whose_answer_is_lost_is_settled_from_the_mailbox_without_a_secon
     assert ledger.unknown() == []
     statuses = {p.id: p.status for p in read_book(open_backend(settings), settings).partners}
     assert "sent" in statuses[unknown.key.row_id] and "unknown" not in statuses[unknown.key.row_id]
+    assert statuses[unknown.key.row_id].startswith("Intro sent 2026-11-02"), statuses
 
 
 def test_a_revoked_grant_stops_the_run_with_one_line_and_sends_nothing(google: Google) -> None:
@@ -203,7 +200,7 @@ def test_a_revoked_grant_stops_the_run_with_one_line_and_sends_nothing(google: G
     google.tokens.ungrant(google.key, USER)
     ledger = Ledger.in_state_dir(settings.state_dir)
     now = datetime.combine(d(0), time(9, 0), TZ)
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+    report = run_jobs(world_for(settings, lambda: now, ledger=ledger),
                       ["outreach"])
     assert "Domain-wide delegation" in report.fatal and "\n" not in report.fatal
     assert google.gmail.sent(USER) == []
@@ -221,12 +218,12 @@ def test_a_limit_holds_the_run_and_the_next_run_sends_each_email_once(google: Go
     ledger = Ledger.in_state_dir(settings.state_dir)
     now = datetime.combine(d(0), time(9, 0), TZ)
     google.gmail.fail_next(fault)
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: now),
+    report = run_jobs(world_for(settings, lambda: now, ledger=ledger),
                       ["outreach"])
     assert words in report.fatal and "\n" not in report.fatal
     assert report.count("sent") == 0 and google.gmail.sent(USER) == []
     later = datetime.combine(d(0), time(9, 5), TZ)
-    report = run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: later),
+    report = run_jobs(world_for(settings, lambda: later, ledger=ledger),
                       ["outreach"])
     assert report.count("sent") == 2 and report.fatal == ""
     recipients = sorted(str(m.parsed["To"].addresses[0].addr_spec) for m in google.gmail.sent(USER))
@@ -241,3 +238,25 @@ def test_a_refused_recipient_is_not_named_in_the_error(google: Google) -> None:
         transport.send(letter(message_id="<next@riverside-pt.example>"))  # the next message goes ahead
     assert str(refused.value) == "Gmail refused the message: Invalid To header: the recipient"
     assert [m.message_id for m in google.gmail.sent(USER)] == ["<next@riverside-pt.example>"]
+
+
+def test_the_replies_job_reads_the_gmail_mailbox(google: Google) -> None:
+    from automations.mail.gmail import read_inbox
+
+    settings = google.settings
+    seed_sheet(settings, **day0_rows())
+    monday = datetime.combine(d(0), time(9, 0), TZ)
+    run_jobs(world_for(settings, lambda: monday), ["outreach"])
+    intro = next(m.parsed for m in google.gmail.sent(USER) if "cold@gym.example" in str(m.parsed["To"]))
+    reply = letter(to=USER, message_id="<answer@gym.example>")
+    reply.replace_header("From", "Casey Cole <cold@gym.example>")
+    reply.replace_header("Subject", f"Re: {intro['Subject']}")
+    reply["In-Reply-To"] = str(intro["Message-ID"])
+    google.gmail.deliver(USER, message_bytes(reply))
+    tuesday = datetime.combine(d(1), time(10, 0), TZ)
+    report = run_jobs(world_for(settings, lambda: tuesday, mailbox=read_inbox), ["replies"])
+    assert report.fatal == ""
+    status = {p.id: p.status for p in read_book(open_backend(settings), settings).partners}
+    assert status["P-0001"] == f"Replied {d(1).isoformat()}: update Stage"
+    again = run_jobs(world_for(settings, lambda: tuesday, mailbox=read_inbox), ["replies"])
+    assert again.fatal == "" and "0 new message(s)" in " ".join(again.summary())

@@ -8,6 +8,7 @@ client-credentials flow against a local HTTPS authority.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -17,9 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.check import init_sheet
 from automations.config import Settings
-from automations.errors import ConfigError
+from automations.errors import ConfigError, MailError
 from automations.executor import World, run_jobs
 from automations.mail.imap import fetch_new, find_sent
 from automations.mail.ledger import Ledger
@@ -27,7 +27,7 @@ from automations.mail.oauth import GOOGLE_MAIL, MicrosoftTokens
 from automations.mail.transport import AuthFailed, SmtpTransport, make_transport
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import make_settings
+from tests.conftest import make_settings, seed_sheet, world_for
 from tests.support.google_token_server import GoogleTokenServer, write_key
 from tests.support.imap_server import ImapServer
 from tests.support.microsoft_authority import MicrosoftAuthority
@@ -87,8 +87,7 @@ def letter(message_id: str = "<m1@riverside-pt.example>") -> EmailMessage:
 
 
 def world(settings: Settings, now: datetime) -> World:
-    return World(settings=settings, backend=open_backend(settings), ledger=Ledger.in_state_dir(settings.state_dir),
-                 clock=lambda: now, sleep=lambda s: None)
+    return world_for(settings, lambda: now, sleep=lambda s: None)
 
 
 # -- SMTP ---------------------------------------------------------------------------------------------------
@@ -119,7 +118,7 @@ def test_smtp_fetches_a_fresh_token_when_the_server_says_it_expired(
 def test_a_revoked_grant_stops_the_run_with_one_line_before_anything_is_claimed(
         tmp_path: Path, google: GoogleTokenServer, key: dict[str, Any], smtp: SmtpServer) -> None:
     settings = oauth_settings(tmp_path, key, smtp)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS})
+    seed_sheet(settings, partners=PARTNERS)
     google.ungrant(key, USER)
     report = run_jobs(world(settings, MONDAY), ["outreach"])
     assert report.fatal.startswith("mail server: Google Workspace does not let the service account")
@@ -159,7 +158,7 @@ def reply_to(original: EmailMessage, sender: str) -> EmailMessage:
 def test_sending_and_the_replies_job_over_xoauth2(tmp_path: Path, google: GoogleTokenServer, key: dict[str, Any],
                                                   smtp: SmtpServer, imap: ImapServer) -> None:
     settings = oauth_settings(tmp_path, key, smtp, imap)
-    init_sheet(open_backend(settings), settings, {"partners": PARTNERS})
+    seed_sheet(settings, partners=PARTNERS)
     assert run_jobs(world(settings, MONDAY), ["outreach"]).count("sent") == 2
     intro = next(m.message for m in smtp.messages if m.recipients == ["tess@gym1.example"])
     imap.deliver(USER, reply_to(intro, "Tess Reed <tess@gym1.example>"))
@@ -315,3 +314,29 @@ def test_google_mail_settings_default_to_the_sheet_key_and_the_clinic_address(tm
         make_settings(tmp_path, email={"auth": "oauth"})
     with pytest.raises(ConfigError, match=r"\[email.google\] credentials = '': expected the path of a service-account"):
         make_settings(tmp_path, email={"transport": "gmail"})
+
+
+def test_an_unknown_smtp_send_is_settled_from_the_imap_sent_folder(
+        tmp_path: Path, google: GoogleTokenServer, key: dict[str, Any], smtp: SmtpServer, imap: ImapServer) -> None:
+    from automations.mail.settle import settle_unknown
+
+    reader = "sent-mail@riverside-pt.example"  # a mailbox of its own: no Sent folder yet
+    google.grant(key, reader, GOOGLE_MAIL)
+    settings = oauth_settings(tmp_path, key, smtp, imap)
+    settings = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap, username=reader)))
+    seed_sheet(settings, partners=PARTNERS)
+    smtp.drop_before_reply(1)
+    report = run_jobs(world(settings, MONDAY), ["outreach"])
+    assert "no answer after the message was handed over" in report.fatal
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    [unknown] = ledger.unknown()
+    with pytest.raises(MailError, match=r"opening folder 'Sent' \(check \[email.imap\] sent_folder\)"):
+        settle_unknown(settings, ledger, MONDAY)
+    imap.deliver(reader, letter("<other@riverside-pt.example>"), folder="Sent")
+    assert settle_unknown(settings, ledger, MONDAY) == []  # not in the sent folder: stays unknown
+    [arrived] = smtp.messages
+    imap.deliver(reader, arrived.raw, folder="Sent")  # the provider keeps a copy of what it took
+    assert [r.key for r in settle_unknown(settings, ledger, MONDAY)] == [unknown.key]
+    assert ledger.unknown() == []
+    run_jobs(world(settings, MONDAY), ["outreach"])
+    assert smtp.arrivals(unknown.message_id) == 1

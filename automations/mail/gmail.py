@@ -14,6 +14,7 @@ the inbox again when Gmail no longer keeps that history (404).
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -24,18 +25,19 @@ from typing import Any
 
 import requests
 
-from automations.config import EmailSettings
+from automations.config import EmailSettings, Settings
+from automations.core import InboundMessage, Inbox
 from automations.errors import MailError
 from automations.mail.handover import (
     AuthFailed,
+    Managed,
     OutcomeUnknown,
     RecipientRefused,
     TemporaryFailure,
-    _Managed,
     envelope,
     message_bytes,
 )
-from automations.mail.inbound import InboundMessage, UnreadableMessage, parse_message
+from automations.mail.inbound import UnreadableMessage, parse_message
 from automations.mail.message import needs_smtputf8
 from automations.mail.oauth import GMAIL_READ, GMAIL_SEND, GoogleTokens, TokenSource
 
@@ -121,7 +123,7 @@ def is_sending_limit(answer: GmailAnswer) -> bool:
     return answer.reason == "dailyLimitExceeded" or "sending limit" in text or "sending quota" in text
 
 
-class GmailTransport(_Managed):
+class GmailTransport(Managed):
     """Sends each message with users.messages.send as `[email.google] user`."""
 
     def __init__(self, settings: EmailSettings, *, tokens: TokenSource | None = None,
@@ -220,14 +222,25 @@ class GmailMailbox:
         expired) a full resync (users.messages.list) — safe because the replies job changes
         nothing twice for the same message."""
         try:
-            ids, latest = self._changes(position)
-            messages = [self._get(message_id, n) for n, message_id in enumerate(ids, start=1)]
+            ids, latest = self._changes(self._history_id(position))
+            raws = [raw for raw in map(self._raw, ids) if raw is not None]
+            messages = [self._parsed(raw, n) for n, raw in enumerate(raws, start=1)]
         except GmailRefused as exc:
             raise MailError(f"Gmail mailbox {self.api.mailbox}: {exc}") from None
         except requests.RequestException as exc:
             raise MailError(f"Gmail mailbox {self.api.mailbox}: cannot reach the Gmail API ({_reason(exc)}); the "
                             "next run will try again") from None
-        return tuple(messages), latest
+        return tuple(messages), json.dumps({"mailbox": f"gmail:{self.api.mailbox.lower()}", "historyId": latest})
+
+    def _history_id(self, position: str | None) -> str | None:
+        """The historyId saved for this very mailbox, or None (first read, another mailbox, or IMAP's position)."""
+        try:
+            saved = json.loads(position or "")
+            if saved.get("mailbox") == f"gmail:{self.api.mailbox.lower()}":
+                return str(saved["historyId"])
+        except (ValueError, AttributeError, KeyError):
+            pass
+        return None
 
     def find_sent(self, message_ids: Sequence[str]) -> set[str]:
         """Which of these Message-IDs are in the mailbox (users.messages.list q=rfc822msgid:<id>)."""
@@ -244,11 +257,11 @@ class GmailMailbox:
             raise MailError(f"Gmail mailbox {self.api.mailbox}: cannot reach the Gmail API ({_reason(exc)})") from None
         return found
 
-    def _changes(self, position: str | None) -> tuple[list[str], str]:
-        """IDs of the inbox messages added since *position*, oldest first, and the new position."""
-        if position and position.isdigit():
+    def _changes(self, history_id: str | None) -> tuple[list[str], str]:
+        """IDs of the inbox messages added since *history_id*, oldest first, and the mailbox's historyId now."""
+        if history_id and history_id.isdigit():
             try:
-                return self._history(position)
+                return self._history(history_id)
             except GmailRefused as exc:
                 if exc.answer.status != 404:
                     raise
@@ -282,13 +295,30 @@ class GmailMailbox:
             if not token:
                 return ids, latest
 
-    def _get(self, message_id: str, ordinal: int) -> InboundMessage:
-        answer = self.api.call("GET", f"/messages/{message_id}", params={"format": "raw"})
-        raw = base64.urlsafe_b64decode(str(answer.get("raw", "")) + "=" * (-len(str(answer.get("raw", ""))) % 4))
+    def _raw(self, message_id: str) -> tuple[str, bytes, datetime | None] | None:
+        """(id, RFC 5322 bytes, when Gmail received it), or None when it was deleted since it was listed."""
+        try:
+            answer = self.api.call("GET", f"/messages/{message_id}", params={"format": "raw"})
+        except GmailRefused as exc:
+            if exc.answer.status == 404:
+                return None
+            raise
+        text = str(answer.get("raw", ""))
         millis = str(answer.get("internalDate", ""))
         received = datetime.fromtimestamp(int(millis) / 1000, UTC) if millis.isdigit() else None
+        return message_id, base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), received
+
+    @staticmethod
+    def _parsed(raw: tuple[str, bytes, datetime | None], ordinal: int) -> InboundMessage:
+        message_id, data, received = raw
         try:
-            return parse_message(raw, uid=ordinal, uidvalidity=0, received=received)
+            return parse_message(data, uid=ordinal, uidvalidity=0, received=received)
         except UnreadableMessage as exc:
             log.warning("Gmail mailbox: skipped message %s: %s", message_id, exc)
             return InboundMessage.unreadable(ordinal, 0, str(exc))
+
+
+def read_inbox(settings: Settings, position: str | None) -> Inbox:
+    """The replies job's input from the Gmail mailbox (`World.mailbox` when `[email] transport = "gmail"`)."""
+    messages, latest = GmailMailbox(settings.email).read_new(position)
+    return Inbox(messages, latest)

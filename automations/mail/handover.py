@@ -1,6 +1,7 @@
-"""What every transport shares: the outcomes of handing a message over, the Transport protocol, and
-the envelope and bytes of a message. Apart from `transport` so that the Gmail transport and the OAuth
-sign-in can use them without importing the SMTP transport (and it them).
+"""What every transport shares: the outcomes of handing a message over, and the message's envelope and bytes.
+
+The executor acts on these outcomes the same way whichever transport raised them (SMTP, the Gmail
+API, the outbox folder); see `automations.mail.transport` for what each one means on the wire.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Transport(Protocol):
     ) -> None: ...
 
 
-class _Managed:
+class Managed:
     """open() on entering a `with` block, close() on leaving it."""
 
     def open(self) -> None:
@@ -87,6 +88,3 @@ def message_bytes(message: EmailMessage, *, utf8: bool = False) -> bytes:
     if isinstance(wire, bytes) and not utf8:
         return wire
     return message.as_bytes(policy=SMTP_POLICY.clone(utf8=utf8) if utf8 else SMTP_POLICY)
-
-
-# --- outbox -------------------------------------------------------------------------------

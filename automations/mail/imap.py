@@ -100,16 +100,10 @@ def find_sent(settings: Settings, message_ids: Sequence[str], *, ssl_context: ss
     imap_settings = settings.email.imap
     if not imap_settings.host or not message_ids:
         return set()
-    found: set[str] = set()
     sent = replace(imap_settings, folder=imap_settings.sent_folder)
     with _session(settings, sent, ssl_context, password, tokens) as mailbox:
-        mailbox.open_folder(writable=False)
-        imap = mailbox._session()
-        for message_id in message_ids:
-            data = mailbox._call("UID SEARCH HEADER Message-ID",
-                                 lambda m=message_id: imap.uid("SEARCH", "HEADER", "Message-ID", _quoted(m)))
-            if any(line.split() for line in data if isinstance(line, bytes)):
-                found.add(message_id)
+        mailbox.open_folder(writable=False, key="sent_folder")
+        found = {message_id for message_id in message_ids if mailbox.holds(message_id)}
     return found
 
 
@@ -232,11 +226,13 @@ class _Mailbox:
             raise MailError(f"IMAP {self.where}: {what} failed ({_reason(data)})")
         return data
 
-    def open_folder(self, writable: bool) -> int:
-        """EXAMINE the folder (SELECT when messages are to be flagged); returns its UIDVALIDITY."""
+    def open_folder(self, writable: bool, key: str = "folder") -> int:
+        """EXAMINE the folder (SELECT when messages are to be flagged); returns its UIDVALIDITY.
+
+        *key* is the setting that named the folder, for the error message."""
         imap = self._session()
         folder = self.settings.folder
-        self._call(f"opening folder {folder!r} (check [email.imap] folder)",
+        self._call(f"opening folder {folder!r} (check [email.imap] {key})",
                    lambda: imap.select(_quote_folder(folder), readonly=not writable))
         value = _first(imap.response("UIDVALIDITY")[1])
         if value is None:  # not in the SELECT answer: ask for it
@@ -283,6 +279,13 @@ class _Mailbox:
                             self.settings.folder, exc)
                 messages.append(InboundMessage.unreadable(uid, uidvalidity, str(exc)))
         return messages
+
+    def holds(self, message_id: str) -> bool:
+        """True when a message with this Message-ID is in the open folder (UID SEARCH HEADER Message-ID)."""
+        imap = self._session()
+        data = self._call("UID SEARCH HEADER Message-ID",
+                          lambda: imap.uid("SEARCH", "HEADER", "Message-ID", _quoted(message_id)))
+        return any(line.split() for line in data if isinstance(line, bytes))
 
     def mark_seen(self, uids: Sequence[int]) -> None:
         """Flag messages \\Seen (only with mark_read); nothing is ever deleted or moved."""

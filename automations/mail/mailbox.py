@@ -1,11 +1,9 @@
-"""The clinic's mailbox, however it is reached: the Gmail API with `[email] transport = "gmail"`, else
-IMAP when `[email.imap] host` is set. Two uses: the replies job's input (new messages since the kept
-position) and settling sends whose outcome is unknown (is that Message-ID in the mailbox's sent mail?).
+"""The clinic's mailbox as the replies job's input, however it is reached: the Gmail API with
+`[email] transport = "gmail"`, else IMAP when `[email.imap] host` is set. (Looking sent mail up, to
+settle unknown outcomes, is `automations.mail.settle`.)
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 from automations.config import Settings
 from automations.core import Inbox
@@ -19,23 +17,9 @@ def configured(settings: Settings) -> bool:
 def read_inbox(settings: Settings, position: str | None) -> Inbox:
     """The new messages since *position* and the position after them (MailError when unreachable)."""
     if settings.email.transport == "gmail":
-        from automations.mail.gmail import GmailMailbox
+        from automations.mail import gmail
 
-        messages, after = GmailMailbox(settings.email).read_new(position)
-        return Inbox(messages, after or position or "")
+        return gmail.read_inbox(settings, position)
     from automations.mail import imap
 
     return imap.read_inbox(settings, position)
-
-
-def find_sent(settings: Settings, message_ids: Sequence[str]) -> set[str]:
-    """Which of *message_ids* the mailbox holds as sent (Gmail: anywhere in it; IMAP: `sent_folder`)."""
-    if not message_ids or not configured(settings):
-        return set()
-    if settings.email.transport == "gmail":
-        from automations.mail.gmail import GmailMailbox
-
-        return GmailMailbox(settings.email).find_sent(message_ids)
-    from automations.mail import imap
-
-    return imap.find_sent(settings, message_ids)

@@ -25,11 +25,11 @@ from automations.config import EmailSettings, Settings
 from automations.errors import MailError
 from automations.mail.handover import (
     AuthFailed,
+    Managed,
     OutcomeUnknown,
     RecipientRefused,
     TemporaryFailure,
     Transport,
-    _Managed,
     envelope,
     message_bytes,
 )
@@ -42,11 +42,14 @@ if TYPE_CHECKING:
     from automations.mail.oauth import TokenSource
 
 
+# --- outbox -------------------------------------------------------------------------------
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class OutboxTransport(_Managed):
+class OutboxTransport(Managed):
     """Writes each message as an .eml file, readable only by its owner, named by the time it was written."""
 
     def __init__(self, directory: Path, clock: Callable[[], datetime] = _utc_now) -> None:
@@ -99,7 +102,7 @@ class _Dropped(Exception):
     """The connection went away before the server had the message: safe to try once more."""
 
 
-class SmtpTransport(_Managed):
+class SmtpTransport(Managed):
     """One SMTP connection for the whole run (ssl, starttls or none), opened on first use."""
 
     def __init__(

@@ -20,6 +20,7 @@ carried out, then the connection closes without an answer.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -162,7 +163,7 @@ class StoredMessage:
     def parsed(self) -> Any:
         return message_from_bytes(self.raw, policy=policy.default)
 
-    @property
+    @functools.cached_property
     def message_id(self) -> str:
         return str(self.parsed.get("Message-ID", "")).strip()
 
@@ -173,6 +174,7 @@ class Mailbox:
     messages: list[StoredMessage] = field(default_factory=list)
     history_id: int = 1000
     oldest_history: int = 1000  # a startHistoryId below this has expired (404)
+    deleted: set[str] = field(default_factory=set)
 
 
 class GmailEmulator(LocalServer):
@@ -199,6 +201,11 @@ class GmailEmulator(LocalServer):
     def deliver(self, address: str, raw: bytes, labels: tuple[str, ...] = ("INBOX", "UNREAD")) -> StoredMessage:
         """A message arrives in the mailbox (a reply, a bounce...)."""
         return self._store(self.mailbox(address), raw, list(labels))
+
+    def delete(self, address: str, message: StoredMessage) -> None:
+        """Staff delete a message for good: get answers 404 and list omits it; history still has its arrival."""
+        with self.lock:
+            self.mailbox(address).deleted.add(message.id)
 
     def sent(self, address: str) -> list[StoredMessage]:
         return [m for m in self.mailbox(address).messages if "SENT" in m.label_ids]
@@ -302,7 +309,7 @@ class GmailEmulator(LocalServer):
         if method.id == "gmail.users.messages.list":
             return 200, self._list(box, one.get("q", ""), query.get("labelIds", []), one)
         if method.id == "gmail.users.messages.get":
-            found = next((m for m in box.messages if m.id == params["id"]), None)
+            found = next((m for m in box.messages if m.id == params["id"] and m.id not in box.deleted), None)
             if found is None:
                 return _error("not_found")
             return 200, _message(found, one.get("format", "full"), query.get("metadataHeaders", []))
@@ -311,7 +318,7 @@ class GmailEmulator(LocalServer):
         return self._refuse(f"{method.id}: not emulated")
 
     def _list(self, box: Mailbox, q: str, labels: list[str], one: dict[str, str]) -> dict[str, Any]:
-        found = [m for m in box.messages if all(label in m.label_ids for label in labels)]
+        found = [m for m in box.messages if m.id not in box.deleted and all(label in m.label_ids for label in labels)]
         if q:
             wanted = re.fullmatch(r"rfc822msgid:<?([^<>\s]+)>?", q.strip())
             if wanted is None:

@@ -17,6 +17,7 @@ class JsonHandler(BaseHTTPRequestHandler):
     """A request handler that knows its stand-in (`owner`), reads forms and answers JSON, quietly."""
 
     owner: Any
+    disable_nagle_algorithm = True  # headers and body go in two writes: without this, each answer waits ~40 ms
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

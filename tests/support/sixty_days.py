@@ -6,9 +6,12 @@ the job tests use the same rows where they check one job's decision on one of th
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Any, Callable
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from automations.config import Settings
 
 DAY0 = date(2026, 11, 2)  # a Monday
 TZ = ZoneInfo("America/Chicago")
@@ -89,3 +92,33 @@ EXPECTED = sorted([
     (37, "event_reminder", STAFF),
     (56, "event_reminder", STAFF),  # due Sunday: held to Monday
 ])
+
+
+Delivered = Callable[[], list[tuple[str, str]]]
+"""Everything the mail server has so far, as (template, recipient) in arrival order."""
+
+
+def deliver_sixty_days(settings: Settings, actions: Mapping[int, Callable[[], None]], delivered: Delivered,
+                       jobs: Sequence[str]) -> list[tuple[int, str, str]]:
+    """Run *jobs* at 09:00 and 09:05 on each of the 60 days (after staff's *actions* of that day), and
+    return what each day delivered as (day, template, recipient); the 09:05 run must deliver nothing."""
+    from automations.executor import run_jobs
+    from automations.mail.ledger import Ledger
+    from tests.conftest import world_for
+
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    got: list[tuple[int, str, str]] = []
+    seen = 0
+    for day in range(60):
+        if day in actions:
+            actions[day]()
+        for minute in (0, 5):  # every day's jobs run twice: the second run must add nothing
+            now = datetime.combine(d(day), time(9, minute), settings.clinic.tz)
+            run_jobs(world_for(settings, lambda: now, ledger=ledger), jobs)
+            if minute == 0:
+                after_first_run = len(delivered())
+        arrived = delivered()
+        assert len(arrived) == after_first_run, f"day {day}: the second run sent again"
+        got += [(day, template, recipient) for template, recipient in arrived[seen:]]
+        seen = len(arrived)
+    return got
