@@ -158,7 +158,7 @@ def run_demo(base: Settings, directory: Path, now: datetime | None = None) -> tu
         state_dir=directory / "state",
     )
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise PartnerloopError(f"demo: {directory} already holds something; the demo writes only into a new or "
+        raise PartnerloopError(f"{directory} already holds something; the demo writes only into a new or "
                                "empty folder and never touches what is there: name another with --dir")
     tz = settings.clinic.tz
     moment = now or settings.email.send_window.next_open(datetime.now(tz))

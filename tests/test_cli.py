@@ -137,7 +137,7 @@ def test_demo_never_touches_a_folder_that_holds_anything(tmp_path: Path, capsys:
     (var / "state").mkdir(parents=True)
     (var / "state" / "ledger.sqlite3").write_bytes(b"the real send history")
     assert main(["demo", "--dir", str(var)]) == 2
-    assert f"demo: {var} already holds something; the demo writes only into a new or empty folder" in \
+    assert f"partnerloop demo: {var} already holds something; the demo writes only into a new or empty folder" in \
         capsys.readouterr().err
     assert (var / "state" / "ledger.sqlite3").read_bytes() == b"the real send history"
     assert sorted(p.name for p in var.rglob("*")) == ["ledger.sqlite3", "state"]
