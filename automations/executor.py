@@ -35,7 +35,7 @@ from automations.jobs.plan import Email, JobInput, Plan
 from automations.locks import JobLock
 from automations.mail.ledger import Claim, Ledger, SendRecord
 from automations.mail.mailbox import configured
-from automations.mail.message import build_message
+from automations.mail.message import build_message, message_id
 from automations.mail.render import Rendered, Renderer, RenderError
 from automations.mail.settle import FindSent, settle_unknown
 from automations.mail.transport import (
@@ -379,10 +379,10 @@ class _Run:
         """Record the intent to send before anything leaves; a Verdict when the ledger says no."""
         now = self.world.clock()
         log_row = [now.replace(tzinfo=None, microsecond=0), email.job, email.template, email.log_to,
-                   email.row.row_id, str(message["Message-ID"]), "sent"]
+                   email.row.row_id, message_id(message), "sent"]
         claimed = self.ledger.claim(email.key, template=email.template, to_address=email.to_email,
                                     tab=email.row.tab, match=email.row.match if not email.row.new else None,
-                                    message_id=str(message["Message-ID"]), now=now,
+                                    message_id=message_id(message), now=now,
                                     writeback={**email.on_sent, STATUS: self._sent_status(email)} if email.writes_back else {},
                                     log_row=log_row, daily_limit=self.settings.email.daily_limit,
                                     identity=email.row.identity)

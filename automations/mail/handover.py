@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from automations.errors import MailError
-from automations.mail.message import SMTP_POLICY
+from automations.mail.message import SMTP_POLICY, WrittenMessage
 
 
 class RecipientRefused(ValueError):
@@ -73,6 +73,8 @@ class Managed:
 
 def envelope(message: EmailMessage) -> tuple[str, str]:
     """(sender, recipient) for SMTP: the From address and the single To address, nothing else."""
+    if isinstance(message, WrittenMessage):
+        return message.sender, message.recipient
     senders: tuple[Any, ...] = getattr(message["From"], "addresses", ())
     recipients: tuple[Any, ...] = getattr(message["To"], "addresses", ())
     if len(senders) != 1:
@@ -84,7 +86,6 @@ def envelope(message: EmailMessage) -> tuple[str, str]:
 
 def message_bytes(message: EmailMessage, *, utf8: bool = False) -> bytes:
     """The message as sent on the wire and stored in .eml files (CRLF line ends)."""
-    wire = getattr(message, "wire", None)  # written out directly by build_message
-    if isinstance(wire, bytes) and not utf8:
-        return wire
+    if isinstance(message, WrittenMessage) and not utf8:
+        return message.wire  # as build_message wrote it
     return message.as_bytes(policy=SMTP_POLICY.clone(utf8=utf8) if utf8 else SMTP_POLICY)

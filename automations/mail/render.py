@@ -272,9 +272,28 @@ def display_url(value: Any) -> str:
 def html_to_text(document: str, width: int = 76) -> str:
     """The plain-text form of a rendered email: paragraphs, "- " list items, aligned tables, links in ( )."""
     writer = _TextWriter()
-    writer.feed(document)
-    writer.close()
+    for match in _TOKENS.finditer(document):
+        closing, tag, attributes, self_closing, data = match.groups()
+        if data is not None:
+            writer.handle_data(html.unescape(data))
+        elif tag is not None:
+            name = tag.lower()
+            if closing:
+                writer.handle_endtag(name)
+                continue
+            writer.handle_starttag(name, [(a.lower(), html.unescape(next((v for v in values if v), "")))
+                                          for a, *values in _ATTRIBUTES.findall(attributes)])
+            if self_closing:
+                writer.handle_endtag(name)
     return writer.result(width)
+
+
+# The restrained HTML of the email templates, read token by token (html.parser is several times slower):
+# comments and declarations are skipped, a tag gives its name and attributes, the rest is text.
+_TOKENS = re.compile(r"<!--.*?-->|<![^>]*>|<\?[^>]*>"
+                     r"|<(/?)([A-Za-z][A-Za-z0-9]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>"
+                     r"|([^<]+|<)", re.S)
+_ATTRIBUTES = re.compile(r"""([A-Za-z_:][-A-Za-z0-9_:.]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
 
 
 class _TextWriter(HTMLParser):

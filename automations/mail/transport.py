@@ -33,7 +33,7 @@ from automations.mail.handover import (
     envelope,
     message_bytes,
 )
-from automations.mail.message import TEMPLATE_HEADER, needs_smtputf8
+from automations.mail.message import TEMPLATE_HEADER, WrittenMessage, needs_smtputf8
 
 __all__ = ["AuthFailed", "OutboxTransport", "OutcomeUnknown", "RecipientRefused", "SmtpTransport", "TemporaryFailure",
            "Transport", "envelope", "make_transport", "message_bytes"]
@@ -71,7 +71,8 @@ class OutboxTransport(Managed):
         sender, recipient = envelope(message)
         self.open()
         data = message_bytes(message, utf8=needs_smtputf8(sender) or needs_smtputf8(recipient))
-        template = re.sub(r"[^A-Za-z0-9_-]", "", str(message.get(TEMPLATE_HEADER, ""))) or "email"
+        written = message.template if isinstance(message, WrittenMessage) else message.get(TEMPLATE_HEADER, "")
+        template = re.sub(r"[^A-Za-z0-9_-]", "", str(written)) or "email"
         stamp = self.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".writing-", suffix=".tmp")
         try:
