@@ -32,11 +32,11 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator, Sequence
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -49,21 +49,24 @@ from hypothesis.stateful import (
 
 from automations.cells import normalise_header
 from automations.config import Settings
+from automations.core import Inbox
 from automations.errors import PartnerloopError
 from automations.executor import run_jobs
+from automations.jobs import JOBS
 from automations.mail.message import TEMPLATE_HEADER
-from tests.conftest import Staff, google_settings, make_settings, seed_sheet, world_for
+from tests.conftest import Rows, Staff, google_settings, make_settings, seed_sheet, world_for
 
 TZ = ZoneInfo("America/Chicago")
 START = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)  # a Monday inside the send window
 EXAMPLES = int(os.environ.get("PARTNERLOOP_STATEFUL_EXAMPLES", "15"))
 STEPS = int(os.environ.get("PARTNERLOOP_STATEFUL_STEPS", "15"))
-RUN_JOBS = ("outreach", "discharge", "referrals_in", "events", "dashboard", "digest", "scorecard")
+RUN_JOBS = tuple(JOBS)  # replies reads an empty mailbox
 CLINIC = {"frontdesk@riverside-pt.example", "owner@riverside-pt.example", "partners@riverside-pt.example"}
 TAB_KEYS = ("partners", "referrals", "events", "optouts")
 ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 VALID = re.compile(r"^[a-z0-9._+-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 Grid = list[list[Any]]
+RUNS: Counter[str] = Counter()  # how the machine's runs went (the bench prints it: is the search reaching sends?)
 
 
 def stateful_settings(examples: int = EXAMPLES, steps: int = STEPS) -> Any:
@@ -185,6 +188,7 @@ class RunFacts:
     before: Snapshot
     sent: list[Sent] = field(default_factory=list)
     refused: str = ""
+    summary: list[str] = field(default_factory=list)  # the run's own summary lines, for a failure's message
     staff_edit: tuple[str, int, str, str] | None = None  # tab title, data row, column, value typed mid-run
     partners_after: Grid = field(default_factory=list)
     edited_after: Grid = field(default_factory=list)
@@ -193,8 +197,11 @@ class RunFacts:
 
 # -- strategies --------------------------------------------------------------------------------------
 
+DURING_RUN_EDITS = [("partners", "Stage", "Declined"), ("partners", "Notes", "called 12/1"),
+                    ("referrals", "Notes", "asked to wait"), ("partners", "Stage", "Paused")]
 BUSINESSES = ["Body Works", "Run Club", "Core Studio", "Anytime Fitness", "Pine Yoga", "Lift Lab"]
-STAGE_VALUES = ["Prospect", "Prospect", "Contacted", "Meeting", "Agreement", "Active", "Active", "Paused", "Declined"]
+STAGE_VALUES = ["Prospect", "Prospect", "Prospect", "Contacted", "Meeting", "Agreement", "Active", "Active", "Paused",
+                "Declined"]
 FLAGS = ["", "", "No", "no", "Yes", "Yes - asked by phone 11/20", "x"]
 index = st.integers(0, 30)
 
@@ -245,6 +252,7 @@ class StaffEditsMachine(RuleBasedStateMachine):
 
     backend: ClassVar[str] = "xlsx"
     emulator: ClassVar[Any] = None
+    ignored: ClassVar[frozenset[str]] = frozenset()  # invariants a search leaves out (the bench's --ignore)
 
     def __init__(self) -> None:
         super().__init__()
@@ -270,10 +278,19 @@ class StaffEditsMachine(RuleBasedStateMachine):
         return self.renamed.get(key, self.titles[key])
 
     def grid(self, key: str) -> Grid:
-        try:
-            return self.staff.grid(self.title(key))
-        except Exception:  # noqa: BLE001 - a tab staff renamed away reads as empty to the oracle
-            return []
+        return self.grid_titled(self.title(key))
+
+    def grid_titled(self, title: str) -> Grid:
+        """A tab's cells as staff see them; a tab that does not exist (yet) reads as empty."""
+        if self.backend == "google":
+            present = self.emulator.sheet_titles(self.settings.sheet.key)
+        else:
+            import openpyxl
+
+            workbook = openpyxl.load_workbook(self.settings.sheet.path, read_only=True)
+            present = workbook.sheetnames
+            workbook.close()
+        return self.staff.grid(title) if title in present else []
 
     def put(self, key: str, grid: Grid) -> None:
         if grid:
@@ -291,7 +308,11 @@ class StaffEditsMachine(RuleBasedStateMachine):
         erows = [{"Event ID": f"E-{n:04d}", "Event": f"Open house {n}", "Kind": "Open house",
                   "Date": f"{day(data.draw(st.integers(0, 12)))} 18:00", "Partner": data.draw(st.sampled_from(names))}
                  for n in range(1, events + 1)]
-        seed_sheet(self.settings, prows, rrows, erows,
+        self.lay_out(prows, rrows, erows)
+
+    def lay_out(self, partners: Rows, referrals: Rows = (), events: Rows = ()) -> None:
+        """The sheet as `init` lays it out, holding these rows (and one unrelated opt-out)."""
+        seed_sheet(self.settings, partners, referrals, events,
                    optouts=[{"Email": "someone@else.example", "Reason": "asked"}])
 
     # -- rows -------------------------------------------------------------------------------------
@@ -431,6 +452,9 @@ class StaffEditsMachine(RuleBasedStateMachine):
     @rule(key=st.sampled_from(TAB_KEYS))
     def rename_tab(self, key: str) -> None:
         """Rename a tab away, or (the second time) back to the name the config expects."""
+        self.toggle_tab_name(key)
+
+    def toggle_tab_name(self, key: str) -> None:
         old = self.title(key)
         new = self.titles[key] if key in self.renamed else f"{old} (old)"
         if self.emulator is not None and self.backend == "google":
@@ -447,11 +471,16 @@ class StaffEditsMachine(RuleBasedStateMachine):
         else:
             self.renamed[key] = new
 
+    @property
+    def lock_file(self) -> Path:
+        """What LibreOffice leaves beside a workbook it has open."""
+        return self.settings.sheet.path.with_name(f".~lock.{self.settings.sheet.path.name}#")
+
     @precondition(lambda self: self.backend == "xlsx")
     @rule()
     def open_elsewhere(self) -> None:
         """The workbook open in LibreOffice: its lock file beside the workbook; the second time, closed."""
-        lock = self.settings.sheet.path.with_name(f".~lock.{self.settings.sheet.path.name}#")
+        lock = self.lock_file
         if lock.exists():
             lock.unlink()
         else:
@@ -462,12 +491,25 @@ class StaffEditsMachine(RuleBasedStateMachine):
         shutil.rmtree(self.settings.state_dir, ignore_errors=True)
 
     # -- runs ------------------------------------------------------------------------------------------
-    @rule(jobs=st.lists(st.sampled_from(RUN_JOBS), min_size=1, max_size=4, unique=True),
-          days=st.integers(0, 6), hour=st.sampled_from([7, 9, 9, 11, 14, 16, 20]),
-          edit=st.tuples(st.sampled_from([("partners", "Stage", "Declined"), ("partners", "Notes", "called 12/1"),
-                                          ("referrals", "Notes", "asked to wait"), ("partners", "Stage", "Paused")]),
-                         index))
+    # A run is drawn as often as any two staff edits: three rules share it (hypothesis has no weights).
+    run_args: ClassVar[dict[str, Any]] = {
+        "jobs": st.lists(st.sampled_from(RUN_JOBS), min_size=1, max_size=4, unique=True),
+        "days": st.integers(0, 4), "hour": st.sampled_from([9, 10, 11, 14, 16]),
+        "edit": st.tuples(st.sampled_from(DURING_RUN_EDITS), index)}
+
+    @rule(**run_args)
     def run(self, jobs: list[str], days: int, hour: int, edit: tuple[tuple[str, str, str], int]) -> None:
+        self.run_at(jobs, days, hour, edit)
+
+    @rule(**run_args)
+    def run_again(self, jobs: list[str], days: int, hour: int, edit: tuple[tuple[str, str, str], int]) -> None:
+        self.run_at(["outreach", *[j for j in jobs if j != "outreach"]], days, hour, edit)
+
+    @rule(**{**run_args, "jobs": st.just(list(RUN_JOBS)), "hour": st.sampled_from([7, 9, 12, 16, 20])})
+    def run_all(self, jobs: list[str], days: int, hour: int, edit: tuple[tuple[str, str, str], int]) -> None:
+        self.run_at(jobs, days, hour, edit)
+
+    def run_at(self, jobs: list[str], days: int, hour: int, edit: tuple[tuple[str, str, str], int]) -> None:
         """Run some jobs at a later day and time; staff change a cell while the run writes back."""
         day0 = (self.now + timedelta(days=days)).date()
         now = datetime.combine(day0, datetime.min.time(), TZ).replace(hour=hour, minute=5)
@@ -479,11 +521,12 @@ class StaffEditsMachine(RuleBasedStateMachine):
             if line.startswith("writing") and facts.staff_edit is None:
                 facts.staff_edit = self.edit_during_run(key, at, column, value)
 
-        world = world_for(self.settings, lambda: self.now, progress=progress)
+        world = world_for(self.settings, lambda: self.now, progress=progress, mailbox=lambda settings, position: Inbox())
         try:
-            run_jobs(world, jobs)
+            facts.summary = run_jobs(world, jobs).summary()
         except PartnerloopError as exc:
             facts.refused = str(exc)
+            self.act_on_refusal()
         finally:
             keys = {mid: str(k) for mid, k in world.ledger.message_keys().items()}
             world.ledger.close()
@@ -493,19 +536,23 @@ class StaffEditsMachine(RuleBasedStateMachine):
                 facts.sent.append(Sent(address.lower(), str(message.get(TEMPLATE_HEADER, "")), mid,
                                        body_text(message), keys.get(mid, mid)))
         self.all_sent += facts.sent
+        outcome = f"refused: {facts.refused.split(':')[0][:60]}" if facts.refused else "ran"
+        RUNS.update({outcome: 1, "emails sent": len(facts.sent), "staff edits during a run": facts.staff_edit is not None})
+        RUNS.update(f"sent {s.template}" for s in facts.sent)
         facts.partners_after = self.grid("partners")
         facts.edited_after = self.grid(key)
-        facts.log_after = self.staff_grid_or_empty(self.settings.sheet.title("log"))
+        facts.log_after = self.grid_titled(self.settings.sheet.title("log"))
         self.last = facts
+
+    def act_on_refusal(self) -> None:
+        """Staff read the refusal and do what it says: rename tabs back, close the workbook."""
+        for key in list(self.renamed):
+            self.toggle_tab_name(key)
+        if self.backend == "xlsx":
+            self.lock_file.unlink(missing_ok=True)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(records(self.grid("partners")), records(self.grid("referrals")), opted_out(self.grid("optouts")))
-
-    def staff_grid_or_empty(self, title: str) -> Grid:
-        try:
-            return self.staff.grid(title)
-        except Exception:  # noqa: BLE001 - no Log tab yet
-            return []
 
     def edit_during_run(self, key: str, at: int, column: str, value: str) -> tuple[str, int, str, str] | None:
         """Staff type *value* into *column* of a row just before the run writes back."""
@@ -520,6 +567,8 @@ class StaffEditsMachine(RuleBasedStateMachine):
     # -- invariants -----------------------------------------------------------------------------------
     @invariant()
     def patient_details_reach_only_the_exact_partner(self) -> None:
+        if "patient_details_reach_only_the_exact_partner" in self.ignored:
+            return
         if self.last is None:
             return
         details = self.last.before.patient_details()
@@ -533,6 +582,8 @@ class StaffEditsMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_goes_to_a_blocked_address(self) -> None:
+        if "nothing_goes_to_a_blocked_address" in self.ignored:
+            return
         if self.last is None:
             return
         blocked = self.last.before.blocked()
@@ -541,6 +592,8 @@ class StaffEditsMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_due_prospect_is_emailed_or_says_why(self) -> None:
+        if "every_due_prospect_is_emailed_or_says_why" in self.ignored:
+            return
         facts = self.last
         if facts is None or facts.refused or "outreach" not in facts.jobs:
             return
@@ -559,6 +612,8 @@ class StaffEditsMachine(RuleBasedStateMachine):
 
     @invariant()
     def staff_edit_during_a_run_survives(self) -> None:
+        if "staff_edit_during_a_run_survives" in self.ignored:
+            return
         facts = self.last
         if facts is None or facts.staff_edit is None:
             return
@@ -570,6 +625,8 @@ class StaffEditsMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_is_delivered_twice(self) -> None:
+        if "nothing_is_delivered_twice" in self.ignored:
+            return
         if self.last is None:
             return
         log = records(self.last.log_after)
@@ -581,13 +638,27 @@ class StaffEditsMachine(RuleBasedStateMachine):
         assert not again, f"delivered more than once (template, to, job row step): {again}"
 
 
-def machine_for(backend: str, emulator: Any = None) -> type[StaffEditsMachine]:
+INVARIANTS = ("patient_details_reach_only_the_exact_partner", "nothing_goes_to_a_blocked_address",
+              "every_due_prospect_is_emailed_or_says_why", "staff_edit_during_a_run_survives",
+              "nothing_is_delivered_twice")
+
+
+def machine_for(backend: str, emulator: Any = None, ignored: Sequence[str] = ()) -> type[StaffEditsMachine]:
     """The machine over one backend (the emulator must be running for "google")."""
-    return type(f"StaffEdits_{backend}", (StaffEditsMachine,), {"backend": backend, "emulator": emulator})
+    unknown = set(ignored) - set(INVARIANTS)
+    if unknown:
+        raise ValueError(f"unknown invariant(s) {sorted(unknown)}; invariants are: {', '.join(INVARIANTS)}")
+    return type(f"StaffEdits_{backend}", (StaffEditsMachine,),
+                {"backend": backend, "emulator": emulator, "ignored": frozenset(ignored)})
 
 
-def run_machine(backend: str, emulator: Any = None, examples: int = EXAMPLES, steps: int = STEPS) -> None:
-    run_state_machine_as_test(machine_for(backend, emulator), settings=stateful_settings(examples, steps))
+def run_machine(backend: str, emulator: Any = None, examples: int = EXAMPLES, steps: int = STEPS,
+                ignored: Sequence[str] = (), shrink: bool = True) -> None:
+    """Run the machine: *examples* sequences of up to *steps* rules each."""
+    chosen = stateful_settings(examples, steps)
+    if not shrink:
+        chosen = settings(chosen, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    run_state_machine_as_test(machine_for(backend, emulator, ignored), settings=chosen)
 
 
 @pytest.mark.parametrize("backend", ["xlsx", "google"])
@@ -595,3 +666,28 @@ def test_staff_edits_keep_every_promise(backend: str, request: pytest.FixtureReq
     emulator = request.getfixturevalue("emulator") if backend == "google" else None
     run_machine(backend, emulator)
 
+
+
+# -- known failures, pinned until the executor is fixed (each the shortest sequence the search found) ------
+
+
+def prospect(n: int) -> dict[str, Any]:
+    return {"Partner ID": f"P-{n:04d}", "Business": f"Body Works {n}", "Contact name": "Leo Martins",
+            "Email": f"coach{n}@gym{n}.example", "Stage": "Prospect", "Perk": "a free class"}
+
+
+@pytest.fixture(params=["xlsx", "google"])
+def machine(request: pytest.FixtureRequest) -> Iterator[StaffEditsMachine]:
+    """The state machine over one backend, driven by hand through a known sequence of rules."""
+    emulator = request.getfixturevalue("emulator") if request.param == "google" else None
+    made = machine_for(request.param, emulator)()
+    yield made
+    made.teardown()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 invariant 4, not yet in the executor: the write-back has no "
+                   "compare-and-set, so a Stage staff changed during the run is overwritten with Contacted")
+def test_known_failure_stage_changed_during_a_run_is_overwritten(machine: StaffEditsMachine) -> None:
+    machine.lay_out([prospect(1)])
+    machine.run_at(["outreach"], days=0, hour=9, edit=(("partners", "Stage", "Declined"), 0))
+    machine.staff_edit_during_a_run_survives()
