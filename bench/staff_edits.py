@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 
 from common import REPO
 
@@ -47,7 +48,8 @@ def main() -> int:
                 run_machine(backend, None, args.examples, args.steps, args.ignore, not args.no_shrink)
         except Exception as exc:
             failed += 1
-            print(f"{backend}: FAILED after {time.perf_counter() - started:.0f} s: {type(exc).__name__}: {exc}")
+            print(f"{backend}: FAILED after {time.perf_counter() - started:.0f} s")
+            traceback.print_exception(exc, file=sys.stdout)  # with hypothesis' notes: the sequence of rules
         else:
             print(f"{backend}: {args.examples} examples of up to {args.steps} steps passed "
                   f"in {time.perf_counter() - started:.0f} s")
