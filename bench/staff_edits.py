@@ -2,7 +2,7 @@
 
 Random staff edits (rows, columns, tabs, flags, opt-outs, the workbook open elsewhere, the state
 folder lost) interleaved with runs of every job at random times, over the xlsx backend and the
-Sheets emulator; the five invariants are checked after every step. A failure prints the shortest
+Sheets emulator; the invariants are checked after every step. A failure prints the shortest
 sequence of rules hypothesis found. `--ignore` leaves out an invariant already known to fail, so
 the search goes on to the next one; `--no-shrink` reports the first failure as found (faster).
 

@@ -22,6 +22,7 @@ PARTNERLOOP_STATEFUL_EXAMPLES=N (or `bench/staff_edits.py --examples N`) searche
 from __future__ import annotations
 
 import email
+import functools
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -272,6 +273,20 @@ def referral_row(draw: st.DrawFn, n: int, partner: str, with_id: bool = True) ->
 def partner_names(grid: Grid) -> list[str]:
     names = [r.get(col("Business"), "") for r in records(grid)] + [r.get(col("Partner ID"), "") for r in records(grid)]
     return [n for n in names if n] or ["Nobody"]
+
+
+Check = Callable[["StaffEditsMachine", RunFacts], None]
+
+
+def after_a_run(check: Check) -> Callable[[StaffEditsMachine], None]:
+    """An invariant over the last run's facts: nothing to check before the first run, or when a search
+    leaves this invariant out (`ignored`)."""
+    @functools.wraps(check)
+    def checked(machine: StaffEditsMachine) -> None:
+        if machine.last is not None and check.__name__ not in machine.ignored:
+            check(machine, machine.last)
+
+    return checked
 
 
 # -- the machine -------------------------------------------------------------------------------------
@@ -618,15 +633,12 @@ class StaffEditsMachine(RuleBasedStateMachine):
         self.set_cell(key, row, column, value)
         return key, row, column, value
 
-    # -- invariants -----------------------------------------------------------------------------------
+    # -- invariants (each over the last run's facts, see `after_a_run`) ------------------------------------
     @invariant()
-    def patient_details_reach_only_the_exact_partner(self) -> None:
-        if "patient_details_reach_only_the_exact_partner" in self.ignored:
-            return
-        if self.last is None:
-            return
-        details = self.last.before.patient_details()
-        for sent in self.last.sent:
+    @after_a_run
+    def patient_details_reach_only_the_exact_partner(self, facts: RunFacts) -> None:
+        details = facts.before.patient_details()
+        for sent in facts.sent:
             if sent.to in CLINIC:
                 continue
             for detail, reach in details.items():
@@ -635,21 +647,16 @@ class StaffEditsMachine(RuleBasedStateMachine):
                     f"only {sorted(reach)} may see it")
 
     @invariant()
-    def nothing_goes_to_a_blocked_address(self) -> None:
-        if "nothing_goes_to_a_blocked_address" in self.ignored:
-            return
-        if self.last is None:
-            return
-        blocked = self.last.before.blocked()
-        for sent in self.last.sent:
+    @after_a_run
+    def nothing_goes_to_a_blocked_address(self, facts: RunFacts) -> None:
+        blocked = facts.before.blocked()
+        for sent in facts.sent:
             assert sent.to not in blocked, f"{sent.template} to blocked address {sent.to} ({sent.key})"
 
     @invariant()
-    def every_due_prospect_is_emailed_or_says_why(self) -> None:
-        if "every_due_prospect_is_emailed_or_says_why" in self.ignored:
-            return
-        facts = self.last
-        if facts is None or facts.refused or "outreach" not in facts.jobs:
+    @after_a_run
+    def every_due_prospect_is_emailed_or_says_why(self, facts: RunFacts) -> None:
+        if facts.refused or "outreach" not in facts.jobs:
             return
         blocked = facts.before.blocked()
         emailed = {s.to for s in facts.sent}
@@ -665,14 +672,12 @@ class StaffEditsMachine(RuleBasedStateMachine):
                 f"given a status by {facts.jobs} at {self.now:%a %Y-%m-%d %H:%M}")
 
     @invariant()
-    def every_due_discharge_is_emailed_or_says_why(self) -> None:
+    @after_a_run
+    def every_due_discharge_is_emailed_or_says_why(self, facts: RunFacts) -> None:
         """Invariant 3 for Out referrals: one due at discharge (valid consent, an agreed partner that may be
         emailed) after a run of discharge that did not refuse: its partner got the email, or its row's status
         is new (not blank, not what it said before the run)."""
-        if "every_due_discharge_is_emailed_or_says_why" in self.ignored:
-            return
-        facts = self.last
-        if facts is None or facts.refused or "discharge" not in facts.jobs:
+        if facts.refused or "discharge" not in facts.jobs:
             return
         today = self.now.date()
         after = records(facts.referrals_after)
@@ -690,11 +695,9 @@ class StaffEditsMachine(RuleBasedStateMachine):
                 f"at {self.now:%a %Y-%m-%d %H:%M} (run: {'; '.join(facts.summary)})")
 
     @invariant()
-    def staff_edit_during_a_run_survives(self) -> None:
-        if "staff_edit_during_a_run_survives" in self.ignored:
-            return
-        facts = self.last
-        if facts is None or facts.staff_edit is None:
+    @after_a_run
+    def staff_edit_during_a_run_survives(self, facts: RunFacts) -> None:
+        if facts.staff_edit is None:
             return
         key, row, column, value = facts.staff_edit
         after = records(facts.edited_after)
@@ -703,29 +706,22 @@ class StaffEditsMachine(RuleBasedStateMachine):
                                f"{facts.jobs}, the run left {held!r}")
 
     @invariant()
-    def nothing_is_sent_while_the_workbook_is_open_elsewhere(self) -> None:
+    @after_a_run
+    def nothing_is_sent_while_the_workbook_is_open_elsewhere(self, facts: RunFacts) -> None:
         """SPEC: nothing is sent unless its write-back can follow (checked before the first send)."""
-        if "nothing_is_sent_while_the_workbook_is_open_elsewhere" in self.ignored:
-            return
-        if self.last is None or not self.last.open_elsewhere:
-            return
-        assert not self.last.sent, (f"sent {[(s.template, s.key) for s in self.last.sent]} while the workbook was "
-                                    f"open elsewhere (run refused: {self.last.refused or 'no'})")
+        assert not (facts.open_elsewhere and facts.sent), (
+            f"sent {[(s.template, s.key) for s in facts.sent]} while the workbook was open elsewhere "
+            f"(run refused: {facts.refused or 'no'})")
 
     @invariant()
-    def nothing_is_delivered_twice(self) -> None:
-        if "nothing_is_delivered_twice" in self.ignored:
-            return
-        if self.last is None:
-            return
-        log = records(self.last.log_after)
-        ids = Counter(r.get(col("Message-ID"), "") for r in log)
+    @after_a_run
+    def nothing_is_delivered_twice(self, facts: RunFacts) -> None:
+        ids = Counter(r.get(col("Message-ID"), "") for r in records(facts.log_after))
         twice = {mid: n for mid, n in ids.items() if mid and n > 1}
         assert not twice, f"Log tab holds Message-IDs more than once: {twice}"
         keys = Counter((s.template, s.to, s.key) for s in self.all_sent)
         again = [k for k, n in keys.items() if n > 1]
         assert not again, f"delivered more than once (template, to, job row step): {again}"
-
 
 INVARIANTS = ("patient_details_reach_only_the_exact_partner", "nothing_goes_to_a_blocked_address",
               "every_due_prospect_is_emailed_or_says_why", "every_due_discharge_is_emailed_or_says_why",
