@@ -773,17 +773,13 @@ def machine(request: pytest.FixtureRequest) -> Iterator[StaffEditsMachine]:
     made.teardown()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 invariant 4, not yet in the executor: the write-back has no "
-                   "compare-and-set, so a Stage staff changed during the run is overwritten with Contacted")
-def test_known_failure_stage_changed_during_a_run_is_overwritten(machine: StaffEditsMachine) -> None:
+def test_a_stage_changed_during_a_run_is_left_as_staff_wrote_it(machine: StaffEditsMachine) -> None:
     machine.lay_out([prospect(1)])
     machine.run_at(["outreach"], days=0, hour=9, edit=(("partners", "Stage", "Declined"), 0))
     machine.staff_edit_during_a_run_survives()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 invariant 5, not yet in the executor: the ledger is not rebuilt "
-                   "from the Log tab, so after [state] dir is lost the partnership welcome goes again")
-def test_known_failure_losing_the_state_dir_sends_the_welcome_again(machine: StaffEditsMachine) -> None:
+def test_losing_the_state_dir_sends_the_welcome_no_second_time(machine: StaffEditsMachine) -> None:
     machine.lay_out([{**prospect(1), "Stage": "Agreement"}])
     machine.run_at(["outreach"], days=0, hour=9, edit=(("referrals", "Notes", "asked to wait"), 0))
     machine.lose_state()
@@ -791,9 +787,7 @@ def test_known_failure_losing_the_state_dir_sends_the_welcome_again(machine: Sta
     machine.nothing_is_delivered_twice()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 invariant 3, not yet in the executor: a new row is given the ID of a "
-                   "deleted row, the ledger says its intro was sent, and the row gets no email and no status")
-def test_known_failure_a_new_prospect_below_a_deleted_row_gets_nothing(machine: StaffEditsMachine) -> None:
+def test_a_new_prospect_below_a_deleted_row_gets_its_intro(machine: StaffEditsMachine) -> None:
     machine.lay_out([prospect(1), prospect(2)])
     machine.run_at(["outreach"], days=0, hour=9, edit=(("referrals", "Notes", "asked to wait"), 0))
     machine.delete_row("partners", at=1)
@@ -808,9 +802,7 @@ def referral_out(n: int, partner: str) -> dict[str, Any]:
             "Discharge date": day(-1)}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 write-back safety, not yet in the executor: "
-                   "the workbook open in LibreOffice is found only at the write-back, after the emails went")
-def test_known_failure_emails_go_while_the_workbook_is_open_elsewhere() -> None:
+def test_nothing_goes_while_the_workbook_is_open_elsewhere() -> None:
     machine = machine_for("xlsx")()
     try:
         machine.lay_out([{**prospect(1), "Stage": "Active"}], [referral_out(1, "P-0001")])
@@ -821,10 +813,7 @@ def test_known_failure_emails_go_while_the_workbook_is_open_elsewhere() -> None:
         machine.teardown()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 invariant 3, not yet in the executor: a "
-                   "referral retyped to another row's ID, whose Notes staff change during the run, keeps a stale "
-                   "status: its 'duplicate Referral ID' status is lost as 'row not found'")
-def test_known_failure_a_referral_retyped_to_another_id_keeps_a_stale_status(machine: StaffEditsMachine) -> None:
+def test_a_referral_retyped_to_another_id_says_so_although_staff_edit_it_during_the_run(machine: StaffEditsMachine) -> None:
     machine.lay_out([{**prospect(1), "Stage": "Active"}, {**prospect(2), "Stage": "Active"}],
                     [referral_out(1, "P-0001"), {**referral_out(2, "P-0002"), "Discharge date": day(8)}])
     machine.run_at(["discharge"], days=0, hour=10, edit=(("referrals", "Notes", "asked to wait"), 0))

@@ -141,6 +141,8 @@ def plan_cells(
         if write.match is not None:
             found = by_content[write.tab].get(write.match, [])
             number = _pick(found, write, taken)
+            if number is None and write.number is not None and _id_at(table, spec, write.number) == write.row_id:
+                number = write.number  # staff edited the row meanwhile, but it is where it was, with that ID
         else:
             number = positions[write.tab].get(write.row_id)
         if number is None:
@@ -179,6 +181,12 @@ def _pick(found: list[int], write: RowWrite, taken: dict[tuple[str, tuple[str, .
     if number is not None:
         taken[key] = number
     return number
+
+
+def _id_at(table: Table, spec: TabSpec, number: int) -> str:
+    """The ID cell of row *number* as the table holds it now ("" when there is no such row)."""
+    row = next((r for r in table.rows if r.number == number), None)
+    return one_line(table.get(row, spec.id_column)) if row is not None and spec.id_column else ""
 
 
 def _row_positions(table: Table, spec: TabSpec) -> tuple[dict[str, int], dict[tuple[str, ...], list[int]]]:
