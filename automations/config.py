@@ -238,6 +238,16 @@ class EmailSettings:
 
 
 @dataclass(frozen=True)
+class StaffMember:
+    """One `[[staff]]` entry: who looks after partners (the `Owner` column names them)."""
+
+    name: str
+    title: str = ""
+    email: str = ""
+    phone: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything partnerloop reads from its configuration file."""
 
@@ -250,6 +260,8 @@ class Settings:
     schedule: Mapping[str, str]
     state_dir: Path
     templates_dir: Path
+    staff: tuple[StaffMember, ...] = ()
+    scorecard_enabled: bool = True
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -400,7 +412,30 @@ def _settings(raw: Mapping[str, Any], source: Path) -> Settings:
         schedule=dict(schedule),
         state_dir=path_of(reader.text("state", "dir", "../var/state")),
         templates_dir=path_of(templates) if templates else DEFAULT_TEMPLATES,
+        staff=_staff(reader),
+        scorecard_enabled=reader.boolean("scorecard", "enabled", True),
     )
+
+
+def _staff(reader: _Reader) -> tuple[StaffMember, ...]:
+    """[[staff]]: one table per person, each with a name; title, email and phone optional."""
+    _record("staff", "")
+    entries = reader.raw.get("staff", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        reader.fail("staff", "", entries, "one [[staff]] table per person, with name, title, email and phone")
+    people = []
+    for entry in entries:
+        for key in ("name", "title", "email", "phone"):
+            _record("staff", key)
+            if not isinstance(entry.get(key, ""), str):
+                reader.fail("staff", key, entry.get(key), "text in quotes")
+        name, email = entry.get("name", "").strip(), entry.get("email", "").strip()
+        if not name:
+            reader.fail("staff", "name", entry.get("name", ""), "the person's name (the Owner column names them)")
+        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            reader.fail("staff", "email", email, "an email address such as \"ana@clinic.example\"")
+        people.append(StaffMember(name, entry.get("title", "").strip(), email, entry.get("phone", "").strip()))
+    return tuple(people)
 
 
 def _tab_titles(reader: _Reader) -> dict[str, str]:

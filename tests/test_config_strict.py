@@ -97,3 +97,19 @@ def test_a_date_typed_as_text_follows_date_order(tmp_path: Path, order: str, exp
     book = read_book(open_backend(settings), settings)
     assert book.referrals[0].discharge_date == expected
     assert book.referrals[0].consent_expires == date(2026, 4, 1)  # ISO reads the same in every order
+
+
+def test_staff_and_scorecard_of_the_spec_are_known(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, scorecard={"enabled": False})
+    assert settings.scorecard_enabled is False and settings.staff == ()
+    from automations.config import StaffMember, settings_from_dict
+
+    raw = {"staff": [{"name": "Ana Diaz", "title": "Partnerships lead", "email": "ana@riverside-pt.example",
+                      "phone": "(217) 555-0150"}, {"name": "Ben Ito"}]}
+    settings = settings_from_dict(raw, tmp_path / "settings.toml")
+    assert settings.staff == (StaffMember("Ana Diaz", "Partnerships lead", "ana@riverside-pt.example",
+                                          "(217) 555-0150"), StaffMember("Ben Ito"))
+    with pytest.raises(ConfigError, match=r"\[staff\] phon is not a known key; did you mean phone\?"):
+        settings_from_dict({"staff": [{"name": "Ana", "phon": "1"}]}, tmp_path / "settings.toml")
+    with pytest.raises(ConfigError, match=r"\[staff\] name = '': expected the person's name"):
+        settings_from_dict({"staff": [{"title": "Lead"}]}, tmp_path / "settings.toml")
