@@ -52,7 +52,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from automations.check import check_sheet
-    from automations.mail.render import Renderer, TemplateProblem
+    from automations.mail.render import TemplateProblem, renderer_for
     from automations.sheets import open_backend
 
     if getattr(args, "mail", False):
@@ -62,7 +62,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     result = check_sheet(open_backend(settings), settings)
     template_problems = []
     try:
-        Renderer(settings.templates_dir).check_all(settings.clinic, today)
+        renderer_for(settings).check_all(settings.clinic, today)
     except TemplateProblem as exc:
         template_problems.append(f"Templates: {exc}")
     for line in result.layout:
@@ -287,10 +287,33 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_templates(args: argparse.Namespace, settings: Settings) -> int:
+    """`templates export DIR`: copy the shipped templates to edit; a file already there is kept."""
+    import shutil
+
+    from automations.config import DEFAULT_TEMPLATES
+
+    target = Path(args.dir)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        shipped = sorted(p for p in DEFAULT_TEMPLATES.iterdir() if p.suffix == ".j2" or p.name == "README.md")
+        kept = [p.name for p in shipped if (target / p.name).exists()]
+        for path in shipped:
+            if path.name not in kept:
+                shutil.copy2(path, target / path.name)
+    except OSError as exc:
+        raise PartnerloopError(f"templates export: cannot write to {target} ({exc.strerror or exc})") from None
+    say(f"templates export: {len(shipped) - len(kept)} template file(s) copied to {target}"
+        + (f"; {len(kept)} already there and kept as they are: {', '.join(kept)}" if kept else ""))
+    say(f"Edit the ones you want to change and delete the others, then set in the config:  [templates] dir = "
+        f"\"{target}\"  (a template missing there is the shipped one). `partnerloop check` tries every template.")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "demo": cmd_demo, "schedule": cmd_schedule,
     "init": cmd_init, "check": cmd_check, "run": cmd_run, "preview": cmd_preview, "status": cmd_status,
-    "resolve": cmd_resolve,
+    "resolve": cmd_resolve, "templates": cmd_templates,
 }
 
 
@@ -325,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--sent", action="store_true", help="staff confirmed it arrived")
     how.add_argument("--resend", action="store_true", help="send it again on the next run")
+    p = sub.add_parser("templates", help="templates export DIR: copy the shipped templates to edit")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("dir", metavar="DIR", help="the folder to copy them into")
     return parser
 
 

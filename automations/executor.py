@@ -36,7 +36,7 @@ from automations.locks import JobLock
 from automations.mail.ledger import Claim, Ledger, SendRecord
 from automations.mail.mailbox import configured
 from automations.mail.message import build_message, message_id
-from automations.mail.render import Rendered, Renderer, RenderError
+from automations.mail.render import Rendered, RenderError, renderer_for
 from automations.mail.settle import FindSent, settle_unknown
 from automations.mail.transport import (
     OutcomeUnknown,
@@ -169,7 +169,7 @@ class _Run:
         self.limit = limit
         self.only_row = row_id if dry_run else None
         self.report = RunReport(jobs, dry_run)
-        self.renderer = Renderer(self.settings.templates_dir)
+        self.renderer = renderer_for(self.settings)
         self.transport: Transport | None = None
         self.stop_sending = ""  # once set, every further email is held with this reason
         self.last_send: float | None = None

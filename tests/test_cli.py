@@ -184,3 +184,33 @@ def test_resolve_with_nothing_to_resolve_says_so(tmp_path: Path, capsys: pytest.
                                                "outcome (`partnerloop status` lists those)")
     assert main(["--config", str(config), "resolve", "R-0001", "--resend"]) == 0
     assert capsys.readouterr().out.strip() == "resolve: nothing to resolve for R-0001: partnerloop has sent no email for it"
+
+
+def test_templates_export_then_an_overlay_of_one_edited_template(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    mine = tmp_path / "my-templates"
+    assert main(["templates", "export", str(mine)]) == 0
+    assert f"templates export: 16 template file(s) copied to {mine}" in capsys.readouterr().out
+    assert (mine / "outreach_intro.html.j2").read_text() == (REPO / "templates" / "outreach_intro.html.j2").read_text()
+    (mine / "outreach_intro.html.j2").write_text((mine / "outreach_intro.html.j2").read_text().replace(
+        "Would you be open to a 20-minute chat", "Could we buy you a coffee and talk for 20 minutes"))
+    assert main(["templates", "export", str(mine)]) == 0  # again: what is there is kept
+    assert "16 already there and kept as they are" in capsys.readouterr().out
+    assert "buy you a coffee" in (mine / "outreach_intro.html.j2").read_text()
+    for path in mine.iterdir():
+        if path.name != "outreach_intro.html.j2":
+            path.unlink()  # the clinic keeps only what it changed; the rest falls back to the shipped ones
+
+    config = write_config(tmp_path / "settings.toml", sheet={"path": tmp_path / "sheet.xlsx"},
+                          email={"outbox_dir": tmp_path / "outbox"}, state={"dir": tmp_path / "state"},
+                          templates={"dir": str(mine)})
+    assert main(["--config", str(config), "init", "--demo", "--now", "2026-11-27"]) == 0
+    assert main(["--config", str(config), "check", "--now", "2026-11-27"]) in (0, 1)
+    assert "Templates:" not in capsys.readouterr().out
+    assert main(["--config", str(config), "run", "outreach", "--now", "2026-11-27"]) == 0
+    bodies = {}
+    for path in (tmp_path / "outbox").glob("*.eml"):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        bodies[str(message["X-Partnerloop-Template"])] = message.get_body(("plain",)).get_content()
+    assert "Could we buy you a coffee and talk for 20 minutes" in bodies["outreach_intro"]
+    assert "outreach_follow_up_1" in bodies and "coffee" not in bodies["outreach_follow_up_1"]  # shipped

@@ -68,12 +68,16 @@ class Rendered:
 
 
 class Renderer:
-    """Renders the email templates of one folder (the shipped `templates/` or a clinic's own)."""
+    """Renders the email templates of one folder (the shipped `templates/` or a clinic's own), or of a
+    clinic's folder laid over the shipped one (*shipped*): a template missing there is the shipped one."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, shipped: Path | None = None) -> None:
         self.templates_dir = Path(templates_dir)
+        self.folders = [self.templates_dir]
+        if shipped is not None and Path(shipped).resolve() != self.templates_dir.resolve():
+            self.folders.append(Path(shipped))
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.templates_dir), encoding="utf-8"),
+            loader=jinja2.FileSystemLoader([str(f) for f in self.folders], encoding="utf-8"),
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html", "htm", "xml", "j2"), default_for_string=True, default=True
             ),
@@ -87,14 +91,18 @@ class Renderer:
         self.env.filters["display_url"] = display_url
 
     def names(self) -> list[str]:
-        """The email templates in the folder (layout and `_partials` excluded), sorted."""
-        if not self.templates_dir.is_dir():
-            return []
-        return sorted(
+        """The email templates in the folder(s) (layout and `_partials` excluded), sorted."""
+        return sorted({
             path.name[: -len(TEMPLATE_SUFFIX)]
-            for path in self.templates_dir.glob("*" + TEMPLATE_SUFFIX)
+            for folder in self.folders if folder.is_dir()
+            for path in folder.glob("*" + TEMPLATE_SUFFIX)
             if path.name != LAYOUT and not path.name.startswith("_")
-        )
+        })
+
+    def _path(self, file_name: str) -> Path:
+        """The file a template name stands for: the clinic's own where it has one, else the shipped one."""
+        found = next((folder / file_name for folder in self.folders if (folder / file_name).is_file()), None)
+        return found or self.templates_dir / file_name
 
     def render(self, template_name: str, context: Mapping[str, Any]) -> Rendered:
         """Render one email; RenderError when the row lacks a value, TemplateProblem when the file is bad."""
@@ -137,9 +145,9 @@ class Renderer:
         """
         if not self.templates_dir.is_dir():
             raise TemplateProblem(f"{self._display('')}: the templates folder does not exist")
-        for path in sorted(self.templates_dir.glob("*.j2")):
+        for name in sorted({path.name for folder in self.folders for path in folder.glob("*.j2")}):
             try:
-                self.env.get_template(path.name)
+                self.env.get_template(name)
             except jinja2.TemplateSyntaxError as exc:
                 raise self._problem(exc) from None
         present = set(self.names())
@@ -176,10 +184,10 @@ class Renderer:
         """The innermost template file and line in the traceback (Jinja rewrites frames to template lines)."""
         found: tuple[str, int] | None = None
         tb: TracebackType | None = exc.__traceback__
-        root = os.path.abspath(self.templates_dir)
+        roots = {os.path.abspath(folder) for folder in self.folders}
         while tb is not None:
             filename = tb.tb_frame.f_code.co_filename
-            if filename.endswith(".j2") and os.path.dirname(os.path.abspath(filename)) == root:
+            if filename.endswith(".j2") and os.path.dirname(os.path.abspath(filename)) in roots:
                 found = (os.path.basename(filename), tb.tb_lineno)
             tb = tb.tb_next
         return found
@@ -206,7 +214,7 @@ class Renderer:
         where = self._locate(exc)
         if where is not None:
             try:
-                line = (self.templates_dir / where[0]).read_text(encoding="utf-8").splitlines()[where[1] - 1]
+                line = self._path(where[0]).read_text(encoding="utf-8").splitlines()[where[1] - 1]
             except (OSError, IndexError, UnicodeDecodeError):
                 line = ""
             dotted = re.search(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\." + re.escape(key) + r"\b", line)
@@ -219,11 +227,18 @@ class Renderer:
 
     def _display(self, file_name: str) -> str:
         """The template's path as staff would type it: relative to the working folder when inside it."""
-        path = self.templates_dir / file_name if file_name else self.templates_dir
+        path = self._path(file_name) if file_name else self.templates_dir
         try:
             return str(path.resolve().relative_to(Path.cwd().resolve()))
         except ValueError:
             return str(path)
+
+
+def renderer_for(settings: Any) -> Renderer:
+    """The renderer a run uses: the clinic's `[templates] dir` laid over the shipped templates."""
+    from automations.config import DEFAULT_TEMPLATES
+
+    return Renderer(settings.templates_dir, shipped=DEFAULT_TEMPLATES)
 
 
 # --- filters ------------------------------------------------------------------------------
