@@ -322,9 +322,10 @@ class _Run:
         if verdict is not None and not (self.dry_run and verdict.result == Result.HELD):
             return self._note(email, verdict)
         try:
-            rendered = self.renderer.render(email.template, email.context)
+            rendered, references = self._in_thread(email, self.renderer.render(email.template, email.context))
             message = build_message(rendered, to_email=email.to_email, to_name=email.to_name,
-                                    clinic=self.settings.clinic, outreach=email.outreach, now=self.world.clock())
+                                    clinic=self.settings.clinic, outreach=email.outreach, now=self.world.clock(),
+                                    references=references)
         except (RenderError, ValueError) as exc:
             return self._note(email, Verdict(Result.ERROR, f"Not sent: {exc}"))
         if self.dry_run:  # held or not, show what it would be
@@ -334,6 +335,17 @@ class _Run:
             verdict = self._hand_over(email, message)
             self._settle(email, verdict)
         self._note(email, verdict)
+
+    def _in_thread(self, email: Email, rendered: Rendered) -> tuple[Rendered, tuple[str, ...]]:
+        """A letter that answers earlier ones (a follow-up) goes in their conversation: "Re: " and the subject
+        of the first, and their Message-IDs (In-Reply-To the last), so the partner sees them together."""
+        earlier = [r for r in (self.ledger.get(key) for key in email.answers)
+                   if r is not None and r.state == SendState.SENT and r.message_id]
+        if not earlier:
+            return rendered, ()
+        subject = self.renderer.render(earlier[0].template, email.context).subject  # the conversation's own
+        subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+        return replace(rendered, subject=subject), tuple(r.message_id for r in earlier)
 
     def _gate(self, email: Email) -> Verdict | None:
         """May this email go now? None if so; else the one reason, strongest first."""

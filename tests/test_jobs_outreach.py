@@ -108,3 +108,22 @@ def test_a_reply_ends_the_sequence(workbook: Callable[..., Settings]) -> None:
     replied = TODAY - timedelta(days=2)
     assert plan_for(settings, "outreach", FRIDAY_9AM, replied={"P-0001": replied}).emails == ()
     assert statuses(settings, replied={"P-0001": replied}) == {"P-0001": "Replied 2026-11-25: update Stage"}
+
+
+def test_follow_ups_answer_the_letters_before_them_in_one_conversation(
+        workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    settings = workbook(partners=[partner(Stage="Prospect")], email=email_section(smtp))
+    first, second = settings.follow_up_days
+    for days in (0, first, first + second):
+        moment = FRIDAY_9AM + timedelta(days=days)
+        while moment.weekday() > 4:
+            moment += timedelta(days=1)
+        run_jobs(world_for(settings, lambda m=moment: m), ["outreach"])
+    intro, follow_1, follow_2 = (m.message for m in smtp.messages)
+    assert str(intro["X-Partnerloop-Template"]) == "outreach_intro" and intro["In-Reply-To"] is None
+    assert str(follow_1["Subject"]) == f"Re: {intro['Subject']}"
+    assert str(follow_1["In-Reply-To"]) == str(intro["Message-ID"])
+    assert str(follow_1["References"]) == str(intro["Message-ID"])
+    assert str(follow_2["Subject"]) == f"Re: {intro['Subject']}"
+    assert str(follow_2["In-Reply-To"]) == str(follow_1["Message-ID"])
+    assert str(follow_2["References"]).split() == [str(intro["Message-ID"]), str(follow_1["Message-ID"])]

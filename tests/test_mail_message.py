@@ -139,3 +139,13 @@ def test_message_ids_are_unique() -> None:
         for _ in range(50)
     }
     assert len(ids) == 50
+
+
+@pytest.mark.parametrize("to_email", ["dana@northside.example", "zoë@cafe.example"])  # written out, and SMTPUTF8
+def test_a_reply_names_the_letters_it_answers(to_email: str) -> None:
+    earlier = ["<1.intro@riverside-pt.example>", "<2.follow@riverside-pt.example>"]
+    message = build_message(RENDERED, to_email=to_email, to_name="Dana", clinic=clinic_settings(), outreach=True,
+                            now=NOW, references=earlier)
+    received = BytesParser(policy=policy.default).parsebytes(message.as_bytes(policy=policy.SMTPUTF8))
+    assert received["In-Reply-To"] == "<2.follow@riverside-pt.example>"
+    assert received["References"].split() == earlier

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from automations.core import STATUS
+from automations.core import STATUS, SendKey
 from automations.jobs.common import attention, day, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Partner
@@ -138,10 +138,15 @@ def _call(p: Partner) -> str:
     return f"call {who}" + (f" at {p.phone}" if p.phone else "")
 
 
+SEQUENCE = ("intro", "follow_up_1", "follow_up_2")  # one conversation: each follow-up answers the letters before it
+
+
 def _email(inp: JobInput, p: Partner, step: str, template: str, label: str, cells: dict[str, object],
            status: str, number: int = 1) -> Email:
     assert p.email is not None
+    earlier = SEQUENCE[:SEQUENCE.index(step)] if step in SEQUENCE else ()
     return Email(job="outreach", row=p.ref, step=step, template=template, to_email=p.email,
                  to_name=p.contact_name, recipient="partner", label=label,
                  context=render_context(inp, template, partner=p, step=number),
-                 on_sent=cells, sent_status=status, outreach=template.startswith("outreach_"))
+                 on_sent=cells, sent_status=status, outreach=template.startswith("outreach_"),
+                 answers=tuple(SendKey("outreach", p.id, s) for s in earlier))

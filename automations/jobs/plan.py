@@ -33,6 +33,7 @@ class Email:
     sent_status: str = ""
     outreach: bool = False
     writes_back: bool = True  # False for an email that belongs to no sheet row (the owner's digest)
+    answers: tuple[SendKey, ...] = ()  # the earlier letters of its conversation, oldest first: it replies to them
 
     @property
     def key(self) -> SendKey:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from email import headerregistry, policy, quoprimime
 from email.header import Header
@@ -69,10 +70,12 @@ def build_message(
     clinic: ClinicSettings,
     outreach: bool,
     now: datetime,
+    references: Sequence[str] = (),
 ) -> EmailMessage:
     """A multipart/alternative message (text, then HTML) ready for any transport.
 
-    Raises ValueError when *to_email* is not one valid address (the message names no address,
+    *references*: the Message-IDs of the earlier letters it answers, oldest first (In-Reply-To is the
+    last). Raises ValueError when *to_email* is not one valid address (the message names no address,
     so it is safe for logs) or when *now* has no time zone.
     """
     if now.tzinfo is None or now.utcoffset() is None:
@@ -81,7 +84,7 @@ def build_message(
     reply_to = mailbox(clinic.name, clinic.reply_to, "[clinic] reply_to") if clinic.reply_to else None
     recipient = mailbox(to_name, to_email)
     if all(a.addr_spec.isascii() for a in (sender, recipient, *([reply_to] if reply_to else []))):
-        return _written(rendered, sender, reply_to, recipient, clinic, outreach, now)
+        return _written(rendered, sender, reply_to, recipient, clinic, outreach, now, references)
     # A non-ASCII mailbox name (SMTPUTF8): the email package writes it as such servers expect.
     message = EmailMessage(policy=SMTP_POLICY)
     message["Message-ID"] = make_msgid(domain=_ascii_domain(clinic.domain))
@@ -91,6 +94,9 @@ def build_message(
         message["Reply-To"] = reply_to
     message["To"] = recipient
     message["Subject"] = one_line(rendered.subject)
+    if references:
+        message["In-Reply-To"] = references[-1]
+        message["References"] = " ".join(references)
     if outreach:
         message["List-Unsubscribe"] = f"<{unsubscribe_mailto(clinic)}>"
     message[TEMPLATE_HEADER] = one_line(rendered.template)
@@ -100,7 +106,7 @@ def build_message(
 
 
 def _written(rendered: Rendered, sender: Address, reply_to: Address | None, recipient: Address,
-             clinic: ClinicSettings, outreach: bool, now: datetime) -> EmailMessage:
+             clinic: ClinicSettings, outreach: bool, now: datetime, references: Sequence[str]) -> EmailMessage:
     """The same message written out directly as RFC 5322 bytes (several times faster than building it
     header by header), its headers read back as an EmailMessage that keeps those bytes for the transport
     to send (the parts stay as written: parse `message_bytes` to read them)."""
@@ -112,6 +118,8 @@ def _written(rendered: Rendered, sender: Address, reply_to: Address | None, reci
         *([("Reply-To", _address(reply_to))] if reply_to else []),
         ("To", _address(recipient)),
         ("Subject", _text_header("Subject", one_line(rendered.subject))),
+        *([("In-Reply-To", references[-1]), ("References", _text_header("References", " ".join(references)))]
+          if references else []),
         *([("List-Unsubscribe", f"<{unsubscribe_mailto(clinic)}>")] if outreach else []),
         (TEMPLATE_HEADER, _text_header(TEMPLATE_HEADER, one_line(rendered.template))),
         ("MIME-Version", "1.0"),
