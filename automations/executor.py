@@ -325,7 +325,7 @@ class _Run:
             rendered, references = self._in_thread(email, self.renderer.render(email.template, email.context))
             message = build_message(rendered, to_email=email.to_email, to_name=email.to_name,
                                     clinic=self.settings.clinic, outreach=email.outreach, now=self.world.clock(),
-                                    references=references)
+                                    references=references, signer=_signer(email))
         except (RenderError, ValueError) as exc:
             return self._note(email, Verdict(Result.ERROR, f"Not sent: {exc}"))
         if self.dry_run:  # held or not, show what it would be
@@ -615,6 +615,12 @@ class _Run:
         now = self.world.clock()
         for job, run_id in run_ids.items():
             self.ledger.finish_run(run_id, now, result, self.report.count(Result.SENT, job), summary)
+
+
+def _signer(email: Email) -> tuple[str, str] | None:
+    """(name, address) of the staff member who signs the email (the partner's Owner), for Reply-To."""
+    signer = email.context.get("signer")
+    return (signer.name, signer.email) if signer is not None and signer.email else None
 
 
 def _cells_of(records: Sequence[SendRecord]) -> list[RowWrite]:

@@ -127,3 +127,26 @@ def test_follow_ups_answer_the_letters_before_them_in_one_conversation(
     assert str(follow_2["Subject"]) == f"Re: {intro['Subject']}"
     assert str(follow_2["In-Reply-To"]) == str(follow_1["Message-ID"])
     assert str(follow_2["References"]).split() == [str(intro["Message-ID"]), str(follow_1["Message-ID"])]
+
+
+def test_the_partners_owner_signs_and_gets_the_replies(workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    from dataclasses import replace
+
+    from automations.config import StaffMember
+
+    settings = workbook(partners=[partner(Stage="Prospect", Owner="ana  diaz"), partner(**{
+        "Partner ID": "P-0002", "Business": "Core Gym", "Email": "core@gym.example", "Stage": "Prospect"})],
+        email=email_section(smtp))
+    settings = replace(settings, staff=(StaffMember("Ana Diaz", "Partnerships lead", "ana@riverside-pt.example",
+                                                    "(217) 555-0150"),))
+    run_jobs(world_for(settings, lambda: FRIDAY_9AM), ["outreach"])
+    letters = {m.recipients[0]: m.message for m in smtp.messages}
+    owned, other = letters["coach1@studio1.example"], letters["core@gym.example"]
+    text = owned.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Ana Diaz, Partnerships lead\nRiverside Physical Therapy\n(217) 555-0150" in text
+    assert "I look after partnerships at Riverside Physical Therapy" in text
+    assert owned["Reply-To"].addresses[0].addr_spec == "ana@riverside-pt.example"
+    other_text = other.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "The partnerships team at Riverside Physical Therapy" in other_text and "Ana" not in other_text
+    assert "We are the partnerships team at" in other_text
+    assert other["Reply-To"].addresses[0].addr_spec == "partners@riverside-pt.example"

@@ -117,6 +117,7 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
         "step": 1,
         "follow_up_days": [7, 14],
         "today": TODAY,
+        "signer": None,
     }
 
 
@@ -228,7 +229,7 @@ def test_second_follow_up_says_it_is_the_last_note(renderer: Renderer) -> None:
     first = flat(renderer.render("outreach_follow_up_1", realistic_context("outreach_follow_up_1")).text)
     last = flat(renderer.render("outreach_follow_up_2", realistic_context("outreach_follow_up_2")).text)
     assert "last note" not in first
-    assert "my last note" in last
+    assert "our last note" in last
     assert len(last) < 1200 and len(first) < 1200  # brief
 
 

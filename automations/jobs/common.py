@@ -30,7 +30,14 @@ def render_context(inp: JobInput, template: str, *, partner: Partner | None = No
         "step": step,
         "follow_up_days": list(inp.settings.follow_up_days),
         "today": inp.today,
+        "signer": signer(inp, partner),  # the partner's Owner from [[staff]], who signs; None: the team signs
     }
+
+
+def signer(inp: JobInput, partner: Partner | None) -> Any:
+    """The `[[staff]]` entry the partner's Owner names (name compared ignoring case and spaces), or None."""
+    owner = " ".join((partner.owner if partner is not None else "").split()).lower()
+    return next((s for s in inp.settings.staff if " ".join(s.name.split()).lower() == owner), None) if owner else None
 
 
 def status_write(ref: RowRef, current: str, status: str, **cells: Any) -> list[RowWrite]:

@@ -71,17 +71,21 @@ def build_message(
     outreach: bool,
     now: datetime,
     references: Sequence[str] = (),
+    signer: tuple[str, str] | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message (text, then HTML) ready for any transport.
 
     *references*: the Message-IDs of the earlier letters it answers, oldest first (In-Reply-To is the
-    last). Raises ValueError when *to_email* is not one valid address (the message names no address,
+    last). *signer*: (name, address) of the staff member who signs it: replies go to them. Raises ValueError when *to_email* is not one valid address (the message names no address,
     so it is safe for logs) or when *now* has no time zone.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the send time must carry a time zone")
     sender = mailbox(clinic.name, clinic.from_email, "[clinic] from_email")
-    reply_to = mailbox(clinic.name, clinic.reply_to, "[clinic] reply_to") if clinic.reply_to else None
+    if signer is not None and signer[1]:
+        reply_to: Address | None = mailbox(signer[0], signer[1], "[[staff]] email")
+    else:
+        reply_to = mailbox(clinic.name, clinic.reply_to, "[clinic] reply_to") if clinic.reply_to else None
     recipient = mailbox(to_name, to_email)
     if all(a.addr_spec.isascii() for a in (sender, recipient, *([reply_to] if reply_to else []))):
         return _written(rendered, sender, reply_to, recipient, clinic, outreach, now, references)

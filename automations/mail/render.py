@@ -537,6 +537,8 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "step": 1,
         "follow_up_days": [7, 14],
         "today": today,
+        "signer": None if name == "owner_digest" else SimpleNamespace(
+            name="Ana Sample", title="Partnerships lead", email="ana@clinic.example", phone="(555) 010-0002"),
     }
 
 
