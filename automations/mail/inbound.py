@@ -1,8 +1,8 @@
 """Mail that comes back to the clinic, parsed: replies, auto-replies and bounces, as `InboundMessage`s.
 
 Pure: no connection, no sheet. `automations.mail.imap` fetches the raw messages; the replies job
-decides from what is parsed here. Also the reading position (`MailboxPosition`), which the replies
-job returns in its plan and the executor keeps only after the job's effects are in the sheet.
+decides from what is parsed here. Also the IMAP reading position (`MailboxPosition`, `next_position`),
+which the executor keeps only after the replies job's effects are in the sheet.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from email.parser import BytesParser, Parser
 from email.utils import parsedate_to_datetime
 
 from automations.config import ImapSettings
-from automations.core import MAILBOX_POSITION, InboundMessage
+from automations.core import InboundMessage
 
-POSITION_KEY = MAILBOX_POSITION  # the state-dir key holding the last position read
 FIRST_LINES = 5  # non-quoted body lines kept for deciding what a reply asks
 
 _BOUNCE_SENDERS = ("mailer-daemon", "postmaster")

@@ -257,8 +257,9 @@ class Ledger:
         return seen
 
     def remember_ids(self, highest: Mapping[str, int]) -> None:
-        seen = self.ids_seen()
-        self.set_value(IDS_KEY, json.dumps({p: max(n, seen.get(p, 0)) for p, n in {**seen, **highest}.items()},
+        """Keep the highest ID numbers a read saw (the sends' own IDs are counted by `ids_seen` anyway)."""
+        kept: dict[str, int] = json.loads(self.get_value(IDS_KEY) or "{}")
+        self.set_value(IDS_KEY, json.dumps({p: max(n, kept.get(p, 0)) for p, n in {**kept, **highest}.items()},
                                            sort_keys=True))
 
     def is_empty(self) -> bool:

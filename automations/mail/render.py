@@ -15,7 +15,6 @@ import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
@@ -311,7 +310,7 @@ _TOKENS = re.compile(r"<!--.*?-->|<![^>]*>|<\?[^>]*>"
 _ATTRIBUTES = re.compile(r"""([A-Za-z_:][-A-Za-z0-9_:.]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
 
 
-class _TextWriter(HTMLParser):
+class _TextWriter:
     """Collects blocks of text from restrained email HTML (p, div, br, ul/ol/li, a, img, table)."""
 
     BLOCKS = frozenset({"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "section",
@@ -319,7 +318,6 @@ class _TextWriter(HTMLParser):
     SKIP = frozenset({"head", "style", "script", "title", "template"})
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.blocks: list[tuple[str, str]] = []  # (kind: para | item | pre | end of list, text)
         self.inline: list[str] = []
         self.kind = "para"
