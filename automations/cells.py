@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -119,19 +120,41 @@ def parse_email(value: Any, column: str) -> str | None:
     raw = text(value)
     if "\n" in raw or "\r" in raw or "," in raw or ";" in raw:
         raise CellError(f"{column} must hold one address; put others on their own rows")
-    valid, reason = _checked_address(raw)
-    if reason:
-        raise CellError(f"{column} {raw[:60]!r} is not a valid address ({reason})")
-    return valid
+    checked = checked_address(raw)
+    if checked.reason:
+        raise CellError(f"{column} {raw[:60]!r} is not a valid address ({checked.reason})")
+    return checked.normalized
 
 
-@functools.lru_cache(maxsize=65536)
-def _checked_address(raw: str) -> tuple[str, str]:
-    """(normalised address, "") or ("", why not): each address text is checked once per process."""
-    try:
-        return validate_email(raw, check_deliverability=False).normalized, ""
-    except EmailNotValidError as exc:
-        return "", str(exc)
+@dataclass(frozen=True)
+class CheckedAddress:
+    """What validating one address text found: its normalised form and parts, or why it is not one."""
+
+    normalized: str = ""
+    local_part: str = ""
+    ascii_domain: str = ""
+    reason: str = ""
+
+
+_ADDRESSES: dict[str, CheckedAddress] = {}
+
+
+def checked_address(raw: str) -> CheckedAddress:
+    """*raw* validated (syntax only, no DNS), once per process: the sheet's read and the message's build
+    share the answer, and the normalised form is remembered as valid too (it is what the build is given)."""
+    found = _ADDRESSES.get(raw)
+    if found is None:
+        try:
+            valid = validate_email(raw, check_deliverability=False, allow_smtputf8=True)
+            found = CheckedAddress(valid.normalized, valid.local_part, valid.ascii_domain or valid.domain)
+        except EmailNotValidError as exc:
+            found = CheckedAddress(reason=str(exc))
+        if len(_ADDRESSES) > 65536:
+            _ADDRESSES.clear()
+        _ADDRESSES[raw] = found
+        if found.normalized:
+            _ADDRESSES.setdefault(found.normalized, found)
+    return found
 
 
 def parse_choice(value: Any, column: str, choices: tuple[str, ...]) -> str | None:

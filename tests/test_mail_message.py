@@ -12,6 +12,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from automations.config import ClinicSettings, settings_from_dict
 from automations.mail.message import build_message, unsubscribe_mailto
@@ -149,3 +151,18 @@ def test_a_reply_names_the_letters_it_answers(to_email: str) -> None:
     received = BytesParser(policy=policy.default).parsebytes(message.as_bytes(policy=policy.SMTPUTF8))
     assert received["In-Reply-To"] == "<2.follow@riverside-pt.example>"
     assert received["References"].split() == earlier
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400))
+def test_both_parts_arrive_exactly_as_written_whatever_the_text(text: str) -> None:
+    """Quoted-printable as the receiving client decodes it: the text (line ends as LF) comes back, and
+    no encoded line is longer than the 76 characters RFC 2045 allows."""
+    rendered = Rendered(template="outreach_intro", subject="A subject", text=text, html=f"<p>{text}</p>")
+    message = build_message(rendered, to_email="zoe@cafe-nandu.example", to_name="Zoë", clinic=clinic_settings(),
+                            outreach=False, now=NOW)
+    wire = message.as_bytes()
+    assert all(len(line) <= 76 for line in wire.split(b"\r\n")[wire.split(b"\r\n").index(b""):])
+    expected = text.replace("\r\n", "\n").replace("\r", "\n")
+    received = parse(message)
+    assert received.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == expected.rstrip("\n")

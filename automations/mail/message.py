@@ -8,20 +8,18 @@ local part needs a server offering SMTPUTF8 (the transport checks).
 
 from __future__ import annotations
 
-import functools
+import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from email import headerregistry, policy, quoprimime
+from email import headerregistry, policy
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, formataddr, make_msgid
 
-from email_validator import EmailNotValidError, validate_email
-
-from automations.cells import one_line
+from automations.cells import checked_address, one_line
 from automations.config import ClinicSettings
 from automations.mail.render import Rendered
 
@@ -156,9 +154,11 @@ def _text_header(name: str, value: str) -> str:
 
 
 def _quoted_printable(body: str) -> str:
-    """A text part's body in quoted-printable, lines ending CRLF, ending with a line break."""
-    text = body if body.endswith("\n") else body + "\n"
-    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol="\r\n").rstrip("\r\n") + "\r\n"
+    """A text part's body in quoted-printable (binascii's encoder, the same output as the email package's
+    several times faster), lines ending CRLF, ending with a line break."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    text = text if text.endswith("\n") else text + "\n"
+    return binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8"), quotetabs=False, istext=True).decode("ascii")
 
 
 def unsubscribe_mailto(clinic: ClinicSettings) -> str:
@@ -181,14 +181,10 @@ def mailbox(name: str, email: str, what: str = "the email address") -> Address:
     return Address(display_name=one_line(name), username=parts[0], domain=parts[1])
 
 
-@functools.lru_cache(maxsize=4096)
 def _validated(address: str) -> tuple[str, str] | None:
     """(local part, ASCII domain) of a valid address, else None; each address is checked once per process."""
-    try:
-        valid = validate_email(address, check_deliverability=False, allow_smtputf8=True)
-    except EmailNotValidError:
-        return None
-    return valid.local_part, valid.ascii_domain
+    checked = checked_address(address)
+    return (checked.local_part, checked.ascii_domain) if not checked.reason else None
 
 
 def needs_smtputf8(address: str) -> bool:

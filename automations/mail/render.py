@@ -8,6 +8,7 @@ the two parts never drift apart.
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
@@ -408,7 +409,7 @@ class _TextWriter:
     def handle_data(self, data: str) -> None:
         if self.skip_depth:
             return
-        text = re.sub(r"\s+", " ", data)
+        text = _SPACES.sub(" ", data)
         if self.cell is not None:
             self.cell.append(text)
         elif self.table is None:
@@ -418,7 +419,7 @@ class _TextWriter:
         raw = "".join(self.inline)
         self.inline = []
         self.link_text_start = [0 for _ in self.link_text_start]
-        lines = [re.sub(r" {2,}", " ", line).strip() for line in raw.split("\n")]
+        lines = [_RUNS_OF_SPACES.sub(" ", line).strip() for line in raw.split("\n")]
         if self.kind == "item":
             # keep the indent before the list marker, which strip() removed
             indent = len(raw) - len(raw.lstrip(" "))
@@ -441,21 +442,25 @@ class _TextWriter:
             elif kind == "item":
                 indent = len(text) - len(text.lstrip(" "))
                 marker = text.lstrip(" ").split(" ", 1)[0]
-                rendered = "\n".join(
-                    textwrap.fill(line, width, subsequent_indent=" " * (indent + len(marker) + 1),
-                                  break_long_words=False, break_on_hyphens=False)
-                    for line in text.split("\n")
-                )
+                rendered = "\n".join(_filled(line, width, indent + len(marker) + 1) for line in text.split("\n"))
             else:
-                rendered = "\n".join(
-                    textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
-                    for line in text.split("\n")
-                )
+                rendered = "\n".join(_filled(line, width) for line in text.split("\n"))
             if parts:
                 parts.append("\n" if kind == "item" and previous == "item" else "\n\n")
             parts.append(rendered)
             previous = kind
         return "".join(parts).strip("\n") + "\n"
+
+
+_SPACES = re.compile(r"\s+")
+_RUNS_OF_SPACES = re.compile(r" {2,}")
+
+
+@functools.lru_cache(maxsize=2048)
+def _filled(line: str, width: int, indent: int = 0) -> str:
+    """One paragraph line wrapped to *width*. Most paragraphs of a template read the same in every email
+    it renders (only those naming the partner differ), so each is wrapped once per run, not once per email."""
+    return textwrap.fill(line, width, subsequent_indent=" " * indent, break_long_words=False, break_on_hyphens=False)
 
 
 def _format_table(rows: list[list[str]]) -> str:
