@@ -608,7 +608,7 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "event": event,
         "digest": digest,
         "outreach": name.startswith("outreach_"),
-        "recipient": "owner" if name == "owner_digest" else "partner",
+        "recipient": {"owner_digest": "owner", "discharge_patient": "patient"}.get(name, "partner"),
         "unsubscribe_mailto": f"mailto:{from_email}?subject=unsubscribe",
         "step": 1,
         "follow_up_days": [7, 14],
