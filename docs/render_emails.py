@@ -64,7 +64,7 @@ def demo_emails(directory: Path) -> dict[str, str]:
         if template in found:
             continue
         message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        part = message.get_body(("html",))  # type: ignore[attr-defined]
+        part = message.get_body(("html",))
         if part is not None:
             found[template] = part.get_content()
     return found

@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from email import message_from_bytes, policy
-from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -117,7 +115,7 @@ def demo_outbox(tmp_path_factory: pytest.TempPathFactory) -> list[Rendered]:
     settings, _, _ = run_demo(make_settings(base), tmp_path_factory.mktemp("demo") / "run", DEMO_MOMENT)
     emails = []
     for path in sorted(settings.email.outbox_dir.glob("*.eml")):
-        message = cast(EmailMessage, message_from_bytes(path.read_bytes(), policy=policy.default))
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
         text, html = message.get_body(("plain",)), message.get_body(("html",))
         template = re.sub(r"^.*?-\d{4}-", "", path.stem)
         emails.append(Rendered(template, str(message["Subject"]), text.get_content() if text else "",

@@ -517,7 +517,8 @@ def test_html_to_text_keeps_paragraphs_lists_links_and_tables() -> None:
     ("DeShawn McKenzie", "", "Hi DeShawn"),  # mixed case is kept as written
     ("Zoë Müller", "", "Hi Zoë"),
     ("  Ana   Diaz ", "", "Hi Ana"),
-    ("Diaz, Ana", "", "Hi Ana"),  # surname first
+    ("Diaz, Ana", "Body Works", "Hello Body Works team"),  # surname first, or two people: not guessed
+    ("Ana, Tom", "", "Hello"),
     ("Ana Diaz, DPT", "", "Hi Ana"),  # letters after the name
     ("Tom Becker Jr.", "", "Hi Tom"),
     ("Ana & Tom Diaz", "", "Hi Ana and Tom"),
@@ -529,6 +530,7 @@ def test_html_to_text_keeps_paragraphs_lists_links_and_tables() -> None:
     ("Front desk", "Iron & Oak Gym", "Hello Iron & Oak Gym team"),
     ("info@ironoak.example", "Iron & Oak Gym", "Hello Iron & Oak Gym team"),
     ("Dr.", "", "Hello"),
+    ("<img src=x onerror=alert(1)>", "Iron & Oak Gym", "Hello Iron & Oak Gym team"),  # not a name
 ])
 def test_greeting_names_the_person_by_first_name(contact: str | None, business: str, expected: str) -> None:
     assert greeting(contact, business) == expected
@@ -554,3 +556,31 @@ def test_the_patient_greeting_macro_follows_the_same_rule(template_copy: Path) -
     assert "Hi Jordan," in Renderer(template_copy).render("patient_note", context).text
     context["referral"].patient_first_name = ""
     assert "Hello," in Renderer(template_copy).render("patient_note", context).text
+
+
+def test_outreach_letters_greet_each_contact_cell_by_the_rule(workbook: Any) -> None:
+    """Through the outreach job, as the prospects receive it: the salutation each Contact name gets."""
+    from datetime import datetime
+    from email import message_from_bytes, policy
+    from zoneinfo import ZoneInfo
+
+    from automations.executor import run_jobs
+    from tests.conftest import world_for
+
+    contacts = {"dr@one.example": "DR. ANA M. DIAZ", "two@two.example": "", "three@three.example": "Front desk"}
+    settings = workbook(partners=[
+        {"Partner ID": f"P-000{n}", "Business": f"Studio {n}", "Kind": "Fitness center", "Contact name": contact,
+         "Email": address, "Stage": "Prospect", "Why partner": "Ana coaches post-rehab strength"}
+        for n, (address, contact) in enumerate(contacts.items(), start=1)])
+    run_jobs(world_for(settings, lambda: datetime(2026, 11, 27, 9, 0, tzinfo=ZoneInfo("America/Chicago"))),
+             ["outreach"])
+    texts = {}
+    for path in settings.email.outbox_dir.glob("*.eml"):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        plain = message.get_body(("plain",))
+        assert plain is not None
+        texts[message["To"].addresses[0].addr_spec] = plain.get_content().replace("\r\n", "\n")
+    assert "\nHi Ana,\n" in texts["dr@one.example"]
+    assert "\nHello Studio 2 team,\n" in texts["two@two.example"]
+    assert "\nHello Studio 3 team,\n" in texts["three@three.example"]
+    assert not any("post-rehab" in text for text in texts.values())

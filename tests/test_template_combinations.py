@@ -59,7 +59,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {"event_reminder": ("partner", "staff")
 WITHOUT_PARTNER = ("event_reminder",)
 
 NAMES = Renderer(TEMPLATES).names()
-CROSSED_CASES = [dict(zip(CROSSED, values)) for values in itertools.product(*CROSSED.values())]
+CROSSED_CASES = [dict(zip(CROSSED, values, strict=True)) for values in itertools.product(*CROSSED.values())]
 VARIED_CASES = [{key: value} for key, values in VARIED.items() for value in values]
 
 

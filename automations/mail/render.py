@@ -294,6 +294,10 @@ _NOT_A_PERSON = frozenset({"team", "staff", "front", "desk", "reception", "offic
                            "clinic", "llc", "inc", "ltd", "co", "company", "group", "collective", "the"})
 
 
+# One word of a person's name: letters, joined by apostrophes, hyphens or a full stop (Mary-Jane, O'Brien, J.).
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’.-][^\W\d_]*)*")
+
+
 def greeting(name: Any, business: Any = "") -> str:
     """The salutation of a letter to *name* (a Contact name or a patient's first name), without the comma.
 
@@ -322,12 +326,9 @@ def _greeting_name(person: str) -> str:
     if "," in person:
         before, _, after = person.partition(",")
         after_words = [w.strip(".").lower() for w in after.split()]
-        if after_words and all(w in _SUFFIXES for w in after_words):
-            person = before  # "Ana Diaz, DPT"
-        elif after_words and len(before.split()) == 1:
-            person = f"{after} {before}"  # "Diaz, Ana"
-        else:
-            person = before
+        if after_words and not all(w in _SUFFIXES for w in after_words):
+            return ""  # "Diaz, Ana" or "Ana, Tom": which is the first name is a guess, and a wrong one hurts
+        person = before  # "Ana Diaz, DPT"
     words = [w for w in person.split() if w.strip(".'-")]
     if not words or any(w.strip(".").lower() in _NOT_A_PERSON for w in words):
         return ""
@@ -339,6 +340,8 @@ def _greeting_name(person: str) -> str:
     if not words:
         return ""
     title = titles[-1].strip(".") if titles and titles[-1].strip(".").lower() != "coach" else ""
+    if not all(_NAME_WORD.fullmatch(w) for w in words):
+        return ""
     if len(words) == 1:  # "Ana", "Coach Leo"; with a title the one word is a surname: "Dr. Diaz"
         return f"{_title_case(title)}. {_name_case(words[0])}" if title else _name_case(words[0])
     given = next((w for w in words[:-1] if not re.fullmatch(r"[^\W\d_]\.?", w)), None)  # skip initials
