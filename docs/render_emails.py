@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--keep", type=Path, help="keep the demo and the HTML pages in this (new) folder")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))  # this checkout's partnerloop, whatever is installed
     if not Path(args.chromium).exists():
         raise SystemExit(f"render_emails: Chromium not found at {args.chromium}; install it or pass --chromium")
     with tempfile.TemporaryDirectory(prefix="partnerloop-gallery-") as temporary:
