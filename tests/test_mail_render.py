@@ -18,6 +18,7 @@ from automations.mail.render import (
     RenderError,
     TemplateProblem,
     format_date,
+    greeting,
     html_to_text,
     safe_url,
 )
@@ -211,12 +212,37 @@ def test_outreach_without_a_postal_address_is_refused(renderer: Renderer) -> Non
 # --- what the emails say ------------------------------------------------------------------
 
 
-def test_cold_intro_says_why_this_partner_and_asks_for_a_meeting(renderer: Renderer) -> None:
+def test_cold_intro_says_why_this_kind_of_partner_and_asks_for_a_meeting(renderer: Renderer) -> None:
     text = flat(renderer.render("outreach_intro", realistic_context("outreach_intro")).text)
     assert "Hi Dana," in text
-    assert "small-group strength classes" in text
+    assert "the right next step for them is often a personal trainer" in text  # from Kind
     assert "a free intro class" in text
+    assert "20-minute chat" in text
     assert "Maria Lopez" not in text  # a cold letter names no mutual connection
+
+
+@pytest.mark.parametrize("template", OUTREACH)
+def test_outreach_never_quotes_the_staff_note_why_partner(renderer: Renderer, template: str) -> None:
+    """Why partner is written by staff about the partner ("Maya coaches post-rehab strength"): not to them."""
+    context = realistic_context(template)
+    context["partner"].why_partner = "Dana coaches post-rehab strength, the step after our discharge plans"
+    rendered = renderer.render(template, context)
+    assert "post-rehab" not in rendered.text + rendered.html
+
+
+@pytest.mark.parametrize("kind", ["Personal trainer", "Massage therapist", "Fitness center", "Yoga/Pilates studio",
+                                  "Dietitian", "Chiropractor", "Other", ""])
+def test_cold_intro_has_a_reason_for_every_kind(renderer: Renderer, kind: str) -> None:
+    context = realistic_context("outreach_intro")
+    context["partner"].kind = kind
+    text = flat(renderer.render("outreach_intro", context).text)
+    reason = text.split("a local physical-therapy clinic. ", 1)[1].split(" That is why we are writing to", 1)[0]
+    assert reason.startswith(("Many of our patients", "Some of our patients")) and reason.endswith(".")
+
+
+def test_warm_intro_signed_by_the_team_says_hello_from_us(renderer: Renderer) -> None:
+    text = flat(renderer.render("outreach_warm_intro", realistic_context("outreach_warm_intro")).text)
+    assert "please say hello to Maria Lopez from us." in text and "for me" not in text
 
 
 def test_warm_intro_names_the_mutual_connection(renderer: Renderer) -> None:
@@ -350,7 +376,7 @@ def test_unsafe_links_in_cells_are_not_linked(renderer: Renderer) -> None:
 def test_empty_cells_print_as_nothing(renderer: Renderer) -> None:
     context = realistic_context("meeting_confirmation")
     context["partner"].meeting_date = None
-    context["partner"].first_name = ""
+    context["partner"].contact_name = ""
     rendered = renderer.render("meeting_confirmation", context)
     assert rendered.subject == "Our meeting: Riverside Physical Therapy and Northside Strength Co."
     assert "Hello Northside Strength Co. team," in flat(rendered.text)
@@ -362,11 +388,11 @@ def test_empty_cells_print_as_nothing(renderer: Renderer) -> None:
 
 def test_a_missing_value_is_a_render_error_naming_template_and_variable(renderer: Renderer) -> None:
     context = realistic_context("outreach_intro")
-    del context["partner"].why_partner
+    del context["partner"].perk
     with pytest.raises(RenderError) as caught:
         renderer.render("outreach_intro", context)
     message = str(caught.value)
-    assert "outreach_intro" in message and "partner.why_partner" in message
+    assert "outreach_intro" in message and "partner.perk" in message
     assert "line " in message and "\n" not in message
     assert not isinstance(caught.value, PartnerloopError)  # a row's status, not a stop
 
@@ -466,3 +492,95 @@ def test_html_to_text_keeps_paragraphs_lists_links_and_tables() -> None:
         "Measure    Now\n---------  ---\nReferrals   12\n\n"
         "Logo https://y.example\n"
     )
+
+
+# --- greetings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("contact", "business", "expected"), [
+    ("Ana", "", "Hi Ana"),
+    ("Dr. Ana Diaz", "", "Hi Ana"),  # first name when there is one, whatever the title
+    ("Prof. Ana Diaz", "", "Hi Ana"),
+    ("Mrs Ana Diaz", "", "Hi Ana"),
+    ("Coach Leo", "", "Hi Leo"),
+    ("Dr. Diaz", "", "Hi Dr. Diaz"),  # a title and a surname only: greeted so
+    ("DR DIAZ", "", "Hi Dr. Diaz"),
+    ("Ms. Okafor", "", "Hi Ms. Okafor"),
+    ("ANA DIAZ", "", "Hi Ana"),  # capitals typed in the sheet are not shouted back
+    ("ana diaz", "", "Hi Ana"),
+    ("Ana M. Diaz", "", "Hi Ana"),  # a middle initial
+    ("J. Robert Smith", "", "Hi Robert"),  # a first initial
+    ("A. Diaz", "", "Hi A. Diaz"),  # initials only: as written
+    ("Mary-Jane O'Brien", "", "Hi Mary-Jane"),
+    ("MARY-JANE O'BRIEN", "", "Hi Mary-Jane"),
+    ("Seán Ó Dónaill-Smyth", "", "Hi Seán"),
+    ("DeShawn McKenzie", "", "Hi DeShawn"),  # mixed case is kept as written
+    ("Zoë Müller", "", "Hi Zoë"),
+    ("  Ana   Diaz ", "", "Hi Ana"),
+    ("Diaz, Ana", "Body Works", "Hello Body Works team"),  # surname first, or two people: not guessed
+    ("Ana, Tom", "", "Hello"),
+    ("Ana Diaz, DPT", "", "Hi Ana"),  # letters after the name
+    ("Tom Becker Jr.", "", "Hi Tom"),
+    ("Ana & Tom Diaz", "", "Hi Ana and Tom"),
+    ("Alex (front desk)", "", "Hi Alex"),
+    ("", "Lotus Flow Yoga", "Hello Lotus Flow Yoga team"),  # blank: the business's team
+    ("", "", "Hello"),
+    (None, "", "Hello"),
+    ("Lotus Flow Yoga", "Lotus Flow Yoga", "Hello Lotus Flow Yoga team"),  # the business in the contact cell
+    ("Front desk", "Iron & Oak Gym", "Hello Iron & Oak Gym team"),
+    ("info@ironoak.example", "Iron & Oak Gym", "Hello Iron & Oak Gym team"),
+    ("Dr.", "", "Hello"),
+    ("<img src=x onerror=alert(1)>", "Iron & Oak Gym", "Hello Iron & Oak Gym team"),  # not a name
+])
+def test_greeting_names_the_person_by_first_name(contact: str | None, business: str, expected: str) -> None:
+    assert greeting(contact, business) == expected
+
+
+@pytest.mark.parametrize("template", [name for name in EMAIL_TEMPLATES if name not in ("owner_digest",)])
+def test_every_partner_letter_greets_by_the_greeting_rule(renderer: Renderer, template: str) -> None:
+    context = realistic_context(template)
+    context["partner"].contact_name = "DR. DANA M. BROOKS"
+    context["partner"].first_name = "DR."  # what a naive first word would give
+    text = renderer.render(template, context).text
+    if template == "discharge_patient":
+        return  # greets the patient (below)
+    assert "Hi Dana," in text and "Dr." not in text.split("\n\n", 2)[1]
+
+
+def test_the_patient_greeting_macro_follows_the_same_rule(template_copy: Path) -> None:
+    (template_copy / "patient_note.html.j2").write_text(
+        '{% extends "layout.html.j2" %}{% import "_macros.html.j2" as m %}{% block subject %}Hello{% endblock %}'
+        "{% block body %}<p>{{ m.patient_greeting(referral) }}</p>{% endblock %}", encoding="utf-8")
+    context = realistic_context("discharge_patient")
+    context["referral"].patient_first_name = "JORDAN"
+    assert "Hi Jordan," in Renderer(template_copy).render("patient_note", context).text
+    context["referral"].patient_first_name = ""
+    assert "Hello," in Renderer(template_copy).render("patient_note", context).text
+
+
+def test_outreach_letters_greet_each_contact_cell_by_the_rule(workbook: Any) -> None:
+    """Through the outreach job, as the prospects receive it: the salutation each Contact name gets."""
+    from datetime import datetime
+    from email import message_from_bytes, policy
+    from zoneinfo import ZoneInfo
+
+    from automations.executor import run_jobs
+    from tests.conftest import world_for
+
+    contacts = {"dr@one.example": "DR. ANA M. DIAZ", "two@two.example": "", "three@three.example": "Front desk"}
+    settings = workbook(partners=[
+        {"Partner ID": f"P-000{n}", "Business": f"Studio {n}", "Kind": "Fitness center", "Contact name": contact,
+         "Email": address, "Stage": "Prospect", "Why partner": "Ana coaches post-rehab strength"}
+        for n, (address, contact) in enumerate(contacts.items(), start=1)])
+    run_jobs(world_for(settings, lambda: datetime(2026, 11, 27, 9, 0, tzinfo=ZoneInfo("America/Chicago"))),
+             ["outreach"])
+    texts = {}
+    for path in settings.email.outbox_dir.glob("*.eml"):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        plain = message.get_body(("plain",))
+        assert plain is not None
+        texts[message["To"].addresses[0].addr_spec] = plain.get_content().replace("\r\n", "\n")
+    assert "\nHi Ana,\n" in texts["dr@one.example"]
+    assert "\nHello Studio 2 team,\n" in texts["two@two.example"]
+    assert "\nHello Studio 3 team,\n" in texts["three@three.example"]
+    assert not any("post-rehab" in text for text in texts.values())

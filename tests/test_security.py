@@ -154,7 +154,7 @@ def test_html_in_cells_arrives_escaped(tmp_path: Path, smtp: SmtpServer) -> None
     settings = make_settings(tmp_path, email=smtp_email(smtp))
     init_sheet(open_backend(settings), settings, {"partners": [
         {"Partner ID": "P-0001", "Business": "Gym <b>bold</b> & co", "Contact name": "<img src=x onerror=alert(1)>",
-         "Email": "coach@gym.example", "Stage": "Prospect", "Why partner": "<script>alert('xss')</script> & more",
+         "Email": "coach@gym.example", "Stage": "Prospect", "Perk": "<script>alert('xss')</script> & more",
          "Logo URL": "javascript:alert(1)"},
     ]})
     run_jobs(world(settings), ["outreach"])

@@ -89,6 +89,7 @@ class Renderer:
         self.env.filters["date"] = format_date
         self.env.filters["safe_url"] = safe_url
         self.env.filters["display_url"] = display_url
+        self.env.filters["greeting"] = greeting
 
     def names(self) -> list[str]:
         """The email templates in the folder(s) (layout and `_partials` excluded), sorted."""
@@ -279,6 +280,86 @@ def safe_url(value: Any) -> str:
 def display_url(value: Any) -> str:
     """A URL as people write it: without the scheme and the trailing slash."""
     return re.sub(r"(?i)^(https?://|mailto:)", "", _one_line(value)).rstrip("/")
+
+
+# --- greetings ----------------------------------------------------------------------------
+
+# Words before a name that are not the name: "Dr. Ana Diaz", "Coach Leo", "Mrs Okafor".
+_TITLES = frozenset({"dr", "doctor", "mr", "mrs", "ms", "miss", "mx", "prof", "professor", "coach", "sir", "dame"})
+# Letters after a name that are not the name: "Ana Diaz, DPT", "Tom Becker Jr."
+_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "pt", "dpt", "md", "do", "phd", "rd", "rdn", "lmt", "cpt",
+                       "dc", "ms", "ma", "msc", "bsc", "cscs", "ryt", "e-ryt"})
+# A Contact name holding one of these words names a desk or a business, not a person.
+_NOT_A_PERSON = frozenset({"team", "staff", "front", "desk", "reception", "office", "info", "admin", "manager",
+                           "management", "studio", "gym", "fitness", "yoga", "pilates", "club", "center", "centre",
+                           "clinic", "llc", "inc", "ltd", "co", "company", "group", "collective", "the"})
+
+
+# One word of a person's name: letters, joined by apostrophes, hyphens or a full stop (Mary-Jane, O'Brien, J.).
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’.-][^\W\d_]*)*")
+
+
+def greeting(name: Any, business: Any = "") -> str:
+    """The salutation of a letter to *name* (a Contact name or a patient's first name), without the comma.
+
+    One rule for every email: greet the person by first name ("Hi Ana"), whatever titles, initials
+    or capitals the cell holds; with only a title and a surname, greet them so ("Hi Dr. Diaz"). A
+    cell that names no person (blank, an email address, a business or a desk) greets the business's
+    team ("Hello Lotus Flow Yoga team"), or, without a business, "Hello".
+    """
+    names = [first for person in _people(_one_line(name)) if (first := _greeting_name(person))]
+    if names:
+        return "Hi " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0])
+    team = _one_line(business)
+    return f"Hello {team} team" if team else "Hello"
+
+
+def _people(cell: str) -> list[str]:
+    """ "Ana & Tom Diaz" as ["Ana", "Tom Diaz"]; parenthesised notes ("Alex (front desk)") left out."""
+    cell = re.sub(r"\([^)]*\)?", " ", cell)
+    if "@" in cell or not re.search(r"[^\W\d_]", cell):
+        return []
+    return [part.strip() for part in re.split(r"\s*(?:&|\+|/|;|\band\b)\s*", cell, flags=re.I) if part.strip()]
+
+
+def _greeting_name(person: str) -> str:
+    """The name one person is greeted by: "Dr. Ana M. Diaz" -> "Ana", "DR. DIAZ" -> "Dr. Diaz", "" when none."""
+    if "," in person:
+        before, _, after = person.partition(",")
+        after_words = [w.strip(".").lower() for w in after.split()]
+        if after_words and not all(w in _SUFFIXES for w in after_words):
+            return ""  # "Diaz, Ana" or "Ana, Tom": which is the first name is a guess, and a wrong one hurts
+        person = before  # "Ana Diaz, DPT"
+    words = [w for w in person.split() if w.strip(".'-")]
+    if not words or any(w.strip(".").lower() in _NOT_A_PERSON for w in words):
+        return ""
+    while len(words) > 1 and words[-1].strip(".").lower() in _SUFFIXES:
+        words.pop()
+    titles: list[str] = []
+    while words and words[0].strip(".").lower() in _TITLES:
+        titles.append(words.pop(0))
+    if not words:
+        return ""
+    title = titles[-1].strip(".") if titles and titles[-1].strip(".").lower() != "coach" else ""
+    if not all(_NAME_WORD.fullmatch(w) for w in words):
+        return ""
+    if len(words) == 1:  # "Ana", "Coach Leo"; with a title the one word is a surname: "Dr. Diaz"
+        return f"{_title_case(title)}. {_name_case(words[0])}" if title else _name_case(words[0])
+    given = next((w for w in words[:-1] if not re.fullmatch(r"[^\W\d_]\.?", w)), None)  # skip initials
+    if given is not None:
+        return _name_case(given)
+    return " ".join(([_title_case(title) + "."] if title else []) + [_name_case(w) for w in words])  # "A. Diaz"
+
+
+def _title_case(word: str) -> str:
+    return word[:1].upper() + word[1:].lower()
+
+
+def _name_case(word: str) -> str:
+    """A name as written, unless the cell shouts or whispers: "ANA" and "ana" -> "Ana", "o'BRIEN" -> "O'Brien"."""
+    if word.isupper() or word.islower():
+        return re.sub(r"[^\W\d_]+", lambda m: _title_case(m.group(0)), word)
+    return word
 
 
 # --- text part ----------------------------------------------------------------------------
@@ -535,7 +616,7 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "event": event,
         "digest": digest,
         "outreach": name.startswith("outreach_"),
-        "recipient": "owner" if name == "owner_digest" else "partner",
+        "recipient": {"owner_digest": "owner", "discharge_patient": "patient"}.get(name, "partner"),
         "unsubscribe_mailto": f"mailto:{from_email}?subject=unsubscribe",
         "step": 1,
         "follow_up_days": [7, 14],
