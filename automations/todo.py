@@ -91,11 +91,12 @@ def todo_list(book: Book, today: date, *, replied: Mapping[str, date] | None = N
 
 
 def by_owner(items: Sequence[TodoItem]) -> list[tuple[str, list[TodoItem]]]:
-    """The items as (owner, items) groups, in the list's order (Unassigned for rows without an Owner)."""
-    groups: dict[str, list[TodoItem]] = {}
+    """The items as (owner, items) groups, in the list's order (Unassigned for rows without an Owner); an
+    Owner typed in another case is the same person, named as first written."""
+    groups: dict[str, tuple[str, list[TodoItem]]] = {}
     for item in items:
-        groups.setdefault(item.who, []).append(item)
-    return list(groups.items())
+        groups.setdefault(item.who.casefold(), (item.who, []))[1].append(item)
+    return list(groups.values())
 
 
 # -- each kind ---------------------------------------------------------------------------------------
