@@ -455,3 +455,41 @@ def test_the_dashboard_job_sends_nothing_and_writes_no_rows(tmp_path: Path) -> N
     assert report.outcomes == [] and report.cells_written == 0 and report.lost == []
     assert report.summary() == ["dashboard: sent 0 email(s)"]
 
+
+
+def test_after_one_run_all_the_dashboard_shows_that_run(sheet: tuple[Settings, Any]) -> None:
+    """Job health with this run's results and emails, the prospects it wrote to at Contacted, its To do list."""
+    settings, emulator = sheet
+    backend = open_backend(settings, sleep=lambda s: None) if emulator else open_backend(settings)
+    init_sheet(backend, settings, demo_rows(TODAY))
+    world = world_for(settings, lambda: NOW, backend=backend)
+    try:
+        report = run_jobs(world, [job for job in JOBS if job != "replies"])
+    finally:
+        world.ledger.close()
+    sent = {job: report.count("sent", job) for job in JOBS if job != "replies"}
+    assert sent == {"outreach": 6, "discharge": 2, "referrals_in": 3, "events": 2, "dashboard": 0, "digest": 1}
+    assert len(list(settings.email.outbox_dir.glob("*.eml"))) == 14
+    grid = read_grid(settings, emulator)
+
+    _, health = block(grid, "Job health")
+    shown = {r[0]: (r[3], r[4]) for r in health}
+    assert shown == {**{job: ("ok", n) for job, n in sent.items()}, "replies": ("never run", "")}
+    assert all(moment(r[2]) == NOW.replace(tzinfo=None) for r in health if r[0] != "replies")  # finished
+
+    _, partners = block(grid, "Partners")
+    stages = {r[1]: (r[2], day(r[3])) for r in partners}
+    emailed = {"P-0001", "P-0002"}  # the two prospects: their intro went in this run
+    assert {pid: stages[pid] for pid in emailed} == {pid: ("Contacted", TODAY) for pid in emailed}
+    assert [r[1] for r in partners[:3]] == ["P-0008", "P-0007", "P-0009"]  # most referrals in 90 days first
+
+    header, todo = block(grid, "To do")
+    assert grid[next(i for i, r in enumerate(grid) if r[0] == "To do (2)")]  # the count in the title
+    assert [(r[0], r[1], r[2]) for r in todo] == [
+        ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym"),  # discharged without consent
+        ("Alex (front desk)", "Partners P-0004", "Summit Fitness Center")]  # follow-up 2 just went: call
+    assert todo[1][4].startswith("No more emails: call Grace Liu")
+    assert day(todo[0][3]) == TODAY - timedelta(days=2)
+    _, kpis = block(grid, "KPIs")
+    contacted = next(r for r in kpis if r[0] == "Prospects contacted")
+    assert contacted[1] == 5  # this month, the two intros of this run included
