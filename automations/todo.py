@@ -120,27 +120,27 @@ def _partner_item(p: Partner, today: date, replied: Mapping[str, date], last_ref
     if reply is not None and p.stage_since is not None and reply < p.stage_since:
         reply = None  # staff moved the partner on since that reply
     if reply is not None and p.stage in ("Prospect", "Contacted"):
-        return _item("replied", p.ref, p, f"{p.business} replied on {reply.isoformat()}: read the reply and "
-                     "update Stage (Meeting, Agreement or Declined)", reply)
+        return _item("replied", p.ref, p, f"{p.business} replied on {reply.isoformat()}: read the reply, then "
+                     "update Stage", reply)
     if p.stage == "Meeting":
         if p.meeting_date is None:
-            return _item("meeting", p.ref, p, "Stage is Meeting but no Meeting date is set: add the date, "
+            return _item("meeting", p.ref, p, "Stage is Meeting without a Meeting date: add the date, "
                          "or move Stage on", p.stage_since)
         if p.meeting_date < today:
             return _item("meeting", p.ref, p, f"The meeting on {p.meeting_date.isoformat()} has passed: set Stage "
-                         "to Agreement or Declined, or add the next Meeting date", p.meeting_date)
+                         "(Agreement, Declined) or the next Meeting date", p.meeting_date)
     if p.stage == "Contacted" and p.outreach_step >= 3:
         who = p.contact_name or p.business
         phone = f" at {p.phone}" if p.phone else ""
         when = f" ({p.last_emailed.isoformat()})" if p.last_emailed else ""
-        return _item("call", p.ref, p, f"No more emails: call {who}{phone}; no reply after the last "
-                     f"follow-up{when}. Then update Stage", p.last_emailed)
+        return _item("call", p.ref, p, f"No more emails: call {who}{phone}, no reply after the last "
+                     f"follow-up{when}; then update Stage", p.last_emailed)
     if p.stage in ("Agreement", "Active"):
         start = max((d for d in (last_referral, p.stage_since) if d is not None), default=None)
         if start is not None and (today - start).days >= quiet_days:
             said = (f"no referral either way since {last_referral.isoformat()}" if last_referral
                     else f"no referral either way since Stage {p.stage} on {start.isoformat()}")
-            return _item("quiet", p.ref, p, f"{p.stage} partner, {said}: check in with {p.business}", start)
+            return _item("quiet", p.ref, p, f"{p.stage}, {said}: check in with {p.business}", start)
     return None
 
 
@@ -151,11 +151,10 @@ def _consent(r: Referral, today: date) -> TodoItem | None:
     business = r.partner.business if r.partner else r.partner_text
     if not r.consent:
         return _item("consent", r.ref, r.partner, f"Discharged {r.discharge_date.isoformat()} without consent: ask "
-                     f"the patient to sign the consent to share with {business} (then fill Consent and Consent "
-                     "expires), or write No", r.discharge_date)
+                     f"the patient to sign for {business}, or write No in Consent", r.discharge_date)
     if r.consent == "Yes" and r.consent_expires is not None and r.consent_expires < today:
-        return _item("consent", r.ref, r.partner, f"Consent expired {r.consent_expires.isoformat()} before the "
-                     f"introduction to {business} went: renew it with the patient (Consent expires), or write No",
+        return _item("consent", r.ref, r.partner, f"Consent expired {r.consent_expires.isoformat()}, before the "
+                     f"introduction to {business}: renew it with the patient, or write No",
                      r.consent_expires)
     return None  # Yes and valid (the discharge job sends), or No / Revoked: the patient's answer
 

@@ -228,9 +228,9 @@ def test_todo_prints_the_rows_that_need_a_person_grouped_by_owner(tmp_path: Path
         "",
         "Alex (front desk) (2)",
         "  Referrals R-0002 (Iron & Oak Gym), since 2026-11-25: Discharged 2026-11-25 without consent: ask the "
-        "patient to sign the consent to share with Iron & Oak Gym (then fill Consent and Consent expires), or write No",
+        "patient to sign for Iron & Oak Gym, or write No in Consent",
         "  Partners P-0004 (Summit Fitness Center), since 2026-11-27: No more emails: call Grace Liu at "
-        "(217) 555-0104; no reply after the last follow-up (2026-11-27). Then update Stage",
+        "(217) 555-0104, no reply after the last follow-up (2026-11-27); then update Stage",
     ]
     assert "Morgan" not in out and "Hale" not in out  # R-0002's patient is not named
 
@@ -245,5 +245,5 @@ def test_todo_prints_the_rows_that_need_a_person_grouped_by_owner(tmp_path: Path
         "",
         "Unassigned (1)",
         "  Partners P-0004 (Summit Fitness Center), since 2026-11-26: The meeting on 2026-11-26 has passed: set "
-        "Stage to Agreement or Declined, or add the next Meeting date",
+        "Stage (Agreement, Declined) or the next Meeting date",
     ]

@@ -190,11 +190,11 @@ def test_the_digest_lists_the_to_do_by_owner_as_the_run_leaves_the_sheet(setting
     section = text[text.index("To do (rows that need a person, by owner):"):text.index("Open the Dashboard tab")]
     assert section == (
         "To do (rows that need a person, by owner): Alex (front desk) "
-        "- Referrals R-0002 (Iron & Oak Gym): Discharged 2026-11-21 without consent: ask the patient to sign the "
-        "consent to share with Iron & Oak Gym (then fill Consent and Consent expires), or write No "
+        "- Referrals R-0002 (Iron & Oak Gym): Discharged 2026-11-21 without consent: ask the patient to sign for "
+        "Iron & Oak Gym, or write No in Consent "
         # follow-up 2 went in this very run: the digest, planned after it, already says to call
-        "- Partners P-0004 (Summit Fitness Center): No more emails: call Grace Liu at (217) 555-0104; no reply "
-        "after the last follow-up (2026-11-23). Then update Stage ")
+        "- Partners P-0004 (Summit Fitness Center): No more emails: call Grace Liu at (217) 555-0104, no reply "
+        "after the last follow-up (2026-11-23); then update Stage ")
     assert kpi_line(str(digest.message.get_body(("plain",)).get_content()),  # type: ignore[union-attr]
                     "To do (rows that need a person)")[0] == "2"
     assert "Open the Dashboard tab of the partnerships workbook (sheet.xlsx)" in text

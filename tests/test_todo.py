@@ -38,8 +38,7 @@ def test_a_reply_asks_for_the_stage_to_be_updated_until_staff_move_the_partner_o
     replied = {"P-1": TODAY - 3 * DAY, "P-2": TODAY - 4 * DAY, "P-3": TODAY - 4 * DAY}
     (item,) = todo_list(book, TODAY, replied=replied)  # P-2's reply came before its Stage changed; P-3 moved on
     assert (item.kind, item.row, item.since) == ("replied", "P-1", TODAY - 3 * DAY)
-    assert item.action == f"Business P-1 replied on {(TODAY - 3 * DAY).isoformat()}: read the reply and update Stage " \
-                          "(Meeting, Agreement or Declined)"
+    assert item.action == f"Business P-1 replied on {(TODAY - 3 * DAY).isoformat()}: read the reply, then update Stage"
 
 
 def test_a_meeting_whose_date_has_passed_or_is_missing_needs_its_outcome() -> None:
@@ -49,7 +48,7 @@ def test_a_meeting_whose_date_has_passed_or_is_missing_needs_its_outcome() -> No
     items = todo_list(book, TODAY)
     assert kinds(items) == [("meeting", "P-1"), ("meeting", "P-3")]
     assert items[0].action.startswith(f"The meeting on {(TODAY - DAY).isoformat()} has passed: set Stage")
-    assert "no Meeting date" in items[1].action
+    assert "without a Meeting date" in items[1].action
 
 
 def test_consent_missing_or_expired_at_discharge_is_asked_for_but_a_patients_no_is_not_chased() -> None:
