@@ -202,6 +202,7 @@ class _Run:
         self.settled_now: set[SendKey] = set()  # sends whose outcome this run recorded
         self.unwritten_ids: set[str] = set()  # rows whose new ID could not be written: not emailed this run
         self.resend: frozenset[SendKey] | None = None  # what staff asked to go out again
+        self.planned: JobInput | None = None  # the input the jobs planned from (the mailbox's news included)
 
     def go(self) -> RunReport:
         now = self.world.clock()
@@ -214,7 +215,7 @@ class _Run:
                 if any(job in self.jobs for job in AFTER_SENDS):
                     # The digest and the Dashboard report this run: planned once the other jobs' emails are
                     # settled, from the sheet as this run leaves it (applied in memory: no further read).
-                    after = self._after_sends(job_input, plans)
+                    after = self._after_sends(self.planned or job_input, plans)
                     if "digest" in self.jobs:
                         plans.append(JOBS["digest"](after))
                         self._send(plans[-1:])
@@ -372,6 +373,7 @@ class _Run:
         plans += [JOBS[job](job_input) for job in self.jobs if job != "replies" and job not in AFTER_SENDS]
         self.report.attention = sorted({f"{p.ref.tab} {p.ref.label}" for p in job_input.book.problems})
         self.book = job_input.book
+        self.planned = job_input  # with what the mailbox brought in this run (replies, opt-outs)
         return plans
 
     # -- one email: gate, claim, hand over, settle ---------------------------------------------------

@@ -493,3 +493,23 @@ def test_after_one_run_all_the_dashboard_shows_that_run(sheet: tuple[Settings, A
     _, kpis = block(grid, "KPIs")
     contacted = next(r for r in kpis if r[0] == "Prospects contacted")
     assert contacted[1] == 5  # this month, the two intros of this run included
+
+
+def test_a_reply_read_in_the_same_run_is_on_the_dashboards_to_do(tmp_path: Path) -> None:
+    from automations.core import InboundMessage, Inbox
+
+    settings = make_settings(tmp_path)
+    seed_sheet(settings, partners=[{"Partner ID": "P-0001", "Business": "Northside Strength", "Stage": "Contacted",
+                                    "Email": "maya@northside.example", "Outreach step": 1, "Owner": "Dana",
+                                    "Last emailed": TODAY - timedelta(days=3), "Stage since": TODAY - timedelta(days=3)}])
+    answer = InboundMessage(uid=1, uidvalidity=1, from_address="maya@northside.example", subject="Re: Hello",
+                            first_lines=("Happy to meet next week.",), to_addresses=("partners@riverside-pt.example",),
+                            date=NOW - timedelta(hours=2), message_id="<a1@northside.example>")
+    world = world_for(settings, lambda: NOW, mailbox=lambda s, position: Inbox((answer,), "1:1"))
+    try:
+        run_jobs(world, ["replies", "dashboard"])
+    finally:
+        world.ledger.close()
+    _, todo = block(read_grid(settings, None), "To do")
+    assert [(r[0], r[1], r[4]) for r in todo] == [
+        ("Dana", "Partners P-0001", f"Northside Strength replied on {TODAY.isoformat()}: read the reply, then update Stage")]
