@@ -255,6 +255,31 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_todo(args: argparse.Namespace, settings: Settings) -> int:
+    """`todo`: the Dashboard's To do block, grouped by Owner; exit 0 whatever it holds."""
+    from automations.executor import todo_now
+    from automations.todo import by_owner
+
+    world = make_world(settings, args)
+    try:
+        items = todo_now(world)
+    finally:
+        world.ledger.close()
+    today = now_from(args, settings).date()
+    if not items:
+        say(f"To do: nothing needs a person now ({today.isoformat()}).")
+        return 0
+    say(f"To do: {len(items)} row(s) need a person ({today.isoformat()}); each row's Automation status says more.")
+    for owner, mine in by_owner(items):
+        say()
+        say(f"{owner} ({len(mine)})")
+        for item in mine:
+            partner = f" ({item.partner})" if item.partner else ""
+            since = f", since {item.since.isoformat()}" if item.since else ""
+            say(f"  {item.where}{partner}{since}: {item.action}")
+    return 0
+
+
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     from automations.mail.ledger import Ledger
 
@@ -313,7 +338,7 @@ def cmd_templates(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS: dict[str, Command] = {
     "demo": cmd_demo, "schedule": cmd_schedule,
     "init": cmd_init, "check": cmd_check, "run": cmd_run, "preview": cmd_preview, "status": cmd_status,
-    "resolve": cmd_resolve, "templates": cmd_templates,
+    "resolve": cmd_resolve, "templates": cmd_templates, "todo": cmd_todo,
 }
 
 
@@ -342,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="partnerloop-demo", help="where to put the demo (default: ./partnerloop-demo)")
     sub.add_parser("schedule", help="run the jobs on the [schedule] lines until stopped")
     sub.add_parser("status", help="last runs, emails sent against the limit, sends to resolve")
+    with_now(sub.add_parser("todo", help="print the To do list (rows that need a person), grouped by Owner"))
     p = sub.add_parser("resolve", help="settle an unknown-outcome send, or ask for a re-send")
     p.add_argument("row_id", metavar="ROW-ID")
     p.add_argument("--job", help="only this job's emails of the row")

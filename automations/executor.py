@@ -28,7 +28,17 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from automations import cells
 from automations.clock import Clock
 from automations.config import Settings
-from automations.core import JOB_NAMES, MAILBOX_POSITION, SENDING_JOBS, STATUS, Inbox, Result, SendKey, SendState
+from automations.core import (
+    JOB_NAMES,
+    MAILBOX_POSITION,
+    SENDING_JOBS,
+    STATUS,
+    Inbox,
+    Result,
+    RunRecord,
+    SendKey,
+    SendState,
+)
 from automations.errors import MailError, PartnerloopError
 from automations.jobs import JOBS
 from automations.jobs.plan import Email, JobInput, Plan
@@ -45,12 +55,16 @@ from automations.mail.transport import (
     Transport,
     make_transport,
 )
-from automations.model import Book, read_book, require_layout
+from automations.model import Book, read_book, require_layout, with_writes
 from automations.rebuild import sends_on_log
 from automations.schema import TABS
 from automations.sheets.base import Backend, Conflict, RowWrite, SheetRow, Table
+from automations.todo import TodoItem, todo_list
 
 log = logging.getLogger("partnerloop")
+
+AFTER_SENDS = ("digest", "dashboard")
+"""The jobs that report the run: planned after the other jobs' emails, from the sheet as the run leaves it."""
 
 Mailbox = Callable[[Settings, "str | None"], Inbox]
 """Reads the clinic's mailbox from a saved position (None: from the start): `mail.mailbox.read_inbox`."""
@@ -158,6 +172,14 @@ def run_jobs(world: World, jobs: Sequence[str], *, dry_run: bool = False, limit:
             held.release()
 
 
+def todo_now(world: World) -> list[TodoItem]:
+    """The To do list as at the world's clock: one read of the sheet, the ledger's replies and unknown-outcome
+    sends; nothing is written or sent (`partnerloop todo`)."""
+    book = read_book(world.backend, world.settings, ids_seen=world.ledger.ids_seen())
+    unknown = {record.key: record.claimed_at for record in world.ledger.unknown()}
+    return todo_list(book, world.clock().date(), replied=world.ledger.replied(), unknown=unknown)
+
+
 class _Run:
     def __init__(self, world: World, jobs: list[str], dry_run: bool, limit: int | None,
                  row_id: str | None = None) -> None:
@@ -180,20 +202,25 @@ class _Run:
         self.settled_now: set[SendKey] = set()  # sends whose outcome this run recorded
         self.unwritten_ids: set[str] = set()  # rows whose new ID could not be written: not emailed this run
         self.resend: frozenset[SendKey] | None = None  # what staff asked to go out again
+        self.planned: JobInput | None = None  # the input the jobs planned from (the mailbox's news included)
 
     def go(self) -> RunReport:
         now = self.world.clock()
         run_ids = {} if self.dry_run else {job: self.ledger.start_run(job, now) for job in self.jobs}
         try:
             job_input = self._read_inputs(now)
-            plans = self._plan(job_input)
-            emails = [e for plan in plans for e in plan.emails if self.only_row in (None, e.row.row_id)]
-            self.world.progress(f"{len(emails)} email(s) due")
             try:
-                for n, email in enumerate(emails, start=1):
-                    self._one(email)
-                    if n == len(emails) or n % 25 == 0:
-                        self.world.progress(f"email {n} of {len(emails)}")
+                plans = self._plan(job_input)
+                self._send(plans)
+                if any(job in self.jobs for job in AFTER_SENDS):
+                    # The digest and the Dashboard report this run: planned once the other jobs' emails are
+                    # settled, from the sheet as this run leaves it (applied in memory: no further read).
+                    after = self._after_sends(self.planned or job_input, plans)
+                    if "digest" in self.jobs:
+                        plans.append(JOBS["digest"](after))
+                        self._send(plans[-1:])
+                    if "dashboard" in self.jobs:
+                        plans.append(JOBS["dashboard"](replace(after, health=self._health(now, after))))
             finally:
                 if self.transport is not None:
                     self.transport.close()
@@ -223,7 +250,7 @@ class _Run:
                         location=self.world.backend.location(), replied=self.ledger.replied(), inbox=inbox,
                         sent_messages=self.ledger.message_keys() if inbox.messages else {},
                         delivered=self.ledger.keys(SendState.SENT, self.jobs),
-                        resend=self.resend)
+                        resend=self.resend, unknown=self._unknown())
 
     def _read_book(self) -> Book:
         """The sheet, checked before anything is sent: every column the jobs decide by is there, the sheet
@@ -297,8 +324,40 @@ class _Run:
             settings = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap, mark_read=False)))
         return read(settings, self.ledger.get_value(MAILBOX_POSITION))
 
+    def _send(self, plans: Sequence[Plan]) -> None:
+        """Take each planned email through gate, claim, hand over and settle (the transport stays open)."""
+        emails = [e for plan in plans for e in plan.emails if self.only_row in (None, e.row.row_id)]
+        self.world.progress(f"{len(emails)} email(s) due")
+        for n, email in enumerate(emails, start=1):
+            self._one(email)
+            if n == len(emails) or n % 25 == 0:
+                self.world.progress(f"email {n} of {len(emails)}")
+
+    def _after_sends(self, job_input: JobInput, plans: Sequence[Plan]) -> JobInput:
+        """The jobs' input as this run leaves the sheet: every write of the run (what it sent, the Stages it
+        moved, the statuses) applied in memory to the book it read."""
+        assert self.book is not None
+        merged, _, _ = self._merged(plans)
+        book = with_writes(self.book, merged)
+        return replace(job_input, book=book, unknown=self._unknown())
+
+    def _health(self, now: datetime, after: JobInput) -> dict[str, RunRecord]:
+        """Job health with this run's jobs as they end it: finished, result and emails sent (a dry run: as it was)."""
+        if self.dry_run:
+            return dict(after.health)
+        finished = self.world.clock()
+        result = "failed" if self.report.fatal else "ok"
+        summary = " / ".join(self.report.summary())
+        return {**after.health, **{job: RunRecord(job, now, finished, result, self.report.count(Result.SENT, job), summary)
+                                   for job in self.jobs}}
+
+    def _unknown(self) -> dict[SendKey, datetime]:
+        """The sends whose outcome is unknown (never repeated automatically): staff settle them."""
+        return {record.key: record.claimed_at for record in self.ledger.unknown()}
+
     def _plan(self, job_input: JobInput) -> list[Plan]:
-        """Each job's plan; the replies job's first, so what came back stops what goes out in this run."""
+        """Each job's plan (but those that report the run: AFTER_SENDS); the replies job's first, so what came
+        back stops what goes out in this run."""
         plans = []
         if "replies" in self.jobs:
             replies = JOBS["replies"](job_input)
@@ -311,9 +370,10 @@ class _Run:
                 f"replies: {len(job_input.inbox.messages)} new message(s) in the mailbox; {len(replies.replies)} "
                 f"partner repl{'y' if len(replies.replies) == 1 else 'ies'}, {len(new_optouts)} opt-out(s), "
                 f"{len(replies.bounces)} bounce(s)")
-        plans += [JOBS[job](job_input) for job in self.jobs if job != "replies"]
+        plans += [JOBS[job](job_input) for job in self.jobs if job != "replies" and job not in AFTER_SENDS]
         self.report.attention = sorted({f"{p.ref.tab} {p.ref.label}" for p in job_input.book.problems})
         self.book = job_input.book
+        self.planned = job_input  # with what the mailbox brought in this run (replies, opt-outs)
         return plans
 
     # -- one email: gate, claim, hand over, settle ---------------------------------------------------
@@ -494,18 +554,10 @@ class _Run:
     # -- write back ----------------------------------------------------------------------------------
     def _write_back(self, plans: Iterable[Plan]) -> None:
         """Every changed cell in one request, the Log in one append; then the ledger stops carrying them."""
-        plan_writes = [w for plan in plans for w in plan.writes]
+        merged, fresh, carried = self._merged(plans)
         if self.dry_run:
-            self.report.writes = merge_writes([*plan_writes, *self.report.writes, *self.writes])
+            self.report.writes = merged
             return
-        pending = self.ledger.pending_writebacks()
-        # What this run delivered, and what an earlier run delivered but could not write back (carried);
-        # what a run of another job going on now settles is that run's to write.
-        busy = self._busy_jobs()
-        fresh = [r for r in pending if r.key in self.settled_now]
-        carried = [r for r in pending if r.key not in self.settled_now and r.key.job not in busy]
-        # A carried status is stale where the jobs said something newer about the row this run.
-        merged = merge_writes([*plan_writes, *self.writes, *_cells_of(fresh)], fallback=_cells_of(carried))
         self.world.progress(f"writing {len(merged)} row(s) back")
         with self.world.backend.batch():  # the xlsx workbook is saved once, here, or not at all
             report = self.world.backend.write(self._specs(), self._as_read(merged))
@@ -525,6 +577,21 @@ class _Run:
                                   if not r.written_back and (r.tab, r.key.row_id) not in report.lost_rows])
         self.ledger.mark_logged([r.key for r in logged])
         self._remember(plans)
+
+    def _merged(self, plans: Iterable[Plan]) -> tuple[list[RowWrite], list[SendRecord], list[SendRecord]]:
+        """One write per row of everything the run writes back, and the ledger's sent records it completes:
+        those this run settled (fresh) and those an earlier run could not write back (carried)."""
+        plan_writes = [w for plan in plans for w in plan.writes]
+        if self.dry_run:
+            return merge_writes([*plan_writes, *self.report.writes, *self.writes]), [], []
+        pending = self.ledger.pending_writebacks()
+        # What a run of another job going on now settles is that run's to write.
+        busy = self._busy_jobs()
+        fresh = [r for r in pending if r.key in self.settled_now]
+        carried = [r for r in pending if r.key not in self.settled_now and r.key.job not in busy]
+        # A carried status is stale where the jobs said something newer about the row this run.
+        merged = merge_writes([*plan_writes, *self.writes, *_cells_of(fresh)], fallback=_cells_of(carried))
+        return merged, fresh, carried
 
     def _as_read(self, writes: Sequence[RowWrite]) -> list[RowWrite]:
         """Each write with what its cells held when this run read the sheet: the backend writes a cell only

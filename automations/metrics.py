@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from automations.core import RunRecord
 from automations.model import Book, Event, Partner, Referral, RowRef
@@ -28,6 +27,7 @@ from automations.model import Book, Event, Partner, Referral, RowRef
 FUNNEL = ("Prospect", "Contacted", "Meeting", "Agreement", "Active")
 _RANK = {"Prospect": 0, "Contacted": 1, "Meeting": 2, "Agreement": 3, "Active": 4, "Paused": 4}
 RECENT_DAYS = 90  # "last 90 days" and "Dormant": the 90 days ending today
+ONE_WAY_DAYS = 180  # "One-way": every referral of the 180 days ending today went the same way
 NEEDS_ATTENTION = "Needs attention"
 POINTER_ROWS = 20  # rows named in the pointer sentence before "and N more"
 
@@ -51,11 +51,16 @@ def month_start(day: date, back: int = 0) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def periods(today: date) -> tuple[Period, Period, Period]:
-    """This month and year to date (both up to today), and the whole of last month."""
+def periods(today: date) -> tuple[Period, Period, Period, Period]:
+    """This month (up to today); the same days of last month (its first day up to the same day of the month,
+    or its end when shorter), to compare like with like; the whole of last month; year to date."""
     this_month = month_start(today)
+    last_month = month_start(today, 1)
+    last_end = this_month - timedelta(days=1)
+    same_days = last_month.replace(day=min(today.day, last_end.day))
     return (Period("This month", this_month, today),
-            Period("Last month", month_start(today, 1), this_month - timedelta(days=1)),
+            Period("Same days last month", last_month, same_days),
+            Period("Last month", last_month, last_end),
             Period("Year to date", date(today.year, 1, 1), today))
 
 
@@ -120,6 +125,7 @@ KPIS = (
     Kpi("referrals_out", "Referrals out", "int"),
     Kpi("referrals_in", "Referrals in", "int"),
     Kpi("inbound_conversion", "Inbound conversion", "percent"),
+    Kpi("outbound_follow_through", "Outbound follow-through", "percent"),
     Kpi("median_days_to_visit", "Median days, referral to first visit", "decimal"),
     Kpi("consent_rate", "Consent rate at discharge", "percent"),
     Kpi("events_held", "Events held", "int"),
@@ -143,6 +149,8 @@ def kpi_values(book: Book, period: Period, replied: Mapping[str, date] | None = 
       mailbox is not read and nobody was contacted;
     - referrals out / in: referrals whose date falls in the period;
     - inbound conversion: of the In referrals dated in the period, the share with a First visit;
+    - outbound follow-through: of the Out referrals dated in the period, the share whose patient had a
+      First visit with the partner (our patients actually started there);
     - median days from referral to first visit: In referrals whose First visit falls in the
       period, days from Referred on to First visit;
     - consent rate at discharge: of the Out referrals whose Discharge date falls in the period,
@@ -151,13 +159,14 @@ def kpi_values(book: Book, period: Period, replied: Mapping[str, date] | None = 
       end today at the latest), blanks counting as 0.
     """
     contacted = [p for p in book.partners if first_contact(p) in period]
-    out_count = in_count = in_visited = discharged = consented = 0
+    out_count = out_visited = in_count = in_visited = discharged = consented = 0
     waits: list[int] = []
     for referral in book.referrals:
         when = referral_date(referral)
         if referral.direction == "Out":
             if when in period:
                 out_count += 1
+                out_visited += referral.first_visit is not None
             if referral.discharge_date in period:
                 discharged += 1
                 consented += referral.consent == "Yes"
@@ -179,6 +188,7 @@ def kpi_values(book: Book, period: Period, replied: Mapping[str, date] | None = 
         "referrals_out": out_count,
         "referrals_in": in_count,
         "inbound_conversion": _share(in_visited, in_count),
+        "outbound_follow_through": _share(out_visited, out_count),
         "median_days_to_visit": float(statistics.median(waits)) if waits else None,
         "consent_rate": _share(consented, discharged),
         "events_held": len(held),
@@ -229,39 +239,68 @@ class PartnerRow:
     out_total: int
     in_total: int
     converted: int  # In referrals from this partner with a First visit
-    reciprocity: float | None  # In ÷ Out, all time; None when nothing was referred out
+    followed_through: int  # Out referrals to this partner whose patient had a First visit there
+    reciprocity: float | None  # In ÷ Out over the last 90 days; None when nothing was referred out then
+    follow_through: float | None  # followed_through ÷ out_total; None when nothing was ever referred out
     last_referral: date | None  # the latest referral date either way, up to today
     dormant: bool  # Active, and no referral either way in the last 90 days
+    one_way: str  # "out" or "in" when every referral of the last 180 days went that way; else ""
+
+    @property
+    def flag(self) -> str:
+        """"Dormant", "One-way (all out)" / "One-way (all in)", both, or blank."""
+        flags = (["Dormant"] if self.dormant else []) + ([f"One-way (all {self.one_way})"] if self.one_way else [])
+        return "; ".join(flags)
 
 
 def partner_rows(book: Book, today: date) -> list[PartnerRow]:
-    """One row per partner, in sheet order; referrals are matched by their Partner cell."""
+    """One row per partner, most referrals either way in the last 90 days first (then all time, then sheet
+    order); referrals are matched by their Partner cell."""
     recent = Period("last 90 days", today - timedelta(days=RECENT_DAYS - 1), today)
-    tallies: dict[RowRef, list[Any]] = {}
+    half_year = Period("last 180 days", today - timedelta(days=ONE_WAY_DAYS - 1), today)
+    tallies: dict[RowRef, _Tally] = {}
     for referral in book.referrals:
         if referral.partner is None or referral.direction not in ("Out", "In"):
             continue
-        tally = tallies.setdefault(referral.partner.ref, [0, 0, 0, 0, 0, None])
+        tally = tallies.setdefault(referral.partner.ref, _Tally())
         when = referral_date(referral)
-        offset = 0 if referral.direction == "Out" else 1
-        tally[2 + offset] += 1
+        out = referral.direction == "Out"
+        tally.total[out] += 1
         if when in recent:
-            tally[offset] += 1
-        if offset and referral.first_visit is not None:
-            tally[4] += 1
-        if when is not None and when <= today and (tally[5] is None or when > tally[5]):
-            tally[5] = when
+            tally.recent[out] += 1
+        if when in half_year:
+            tally.half_year[out] += 1
+        if referral.first_visit is not None:
+            tally.visited[out] += 1
+        if when is not None and when <= today and (tally.last is None or when > tally.last):
+            tally.last = when
     rows = []
     for p in book.partners:
-        out_recent, in_recent, out_total, in_total, converted, last = tallies.get(p.ref, [0, 0, 0, 0, 0, None])
+        t = tallies.get(p.ref, _Tally())
+        out_recent, in_recent = t.recent[True], t.recent[False]
+        one_way = "out" if t.half_year[True] and not t.half_year[False] else (
+            "in" if t.half_year[False] and not t.half_year[True] else "")
         rows.append(PartnerRow(
             partner_id=p.id, business=p.business, stage=p.stage, stage_since=p.stage_since,
             days_in_stage=(today - p.stage_since).days if p.stage_since is not None else None,
-            out_recent=out_recent, in_recent=in_recent, out_total=out_total, in_total=in_total,
-            converted=converted, reciprocity=in_total / out_total if out_total else None, last_referral=last,
-            dormant=p.stage == "Active" and out_recent + in_recent == 0,
+            out_recent=out_recent, in_recent=in_recent, out_total=t.total[True], in_total=t.total[False],
+            converted=t.visited[False], followed_through=t.visited[True],
+            reciprocity=in_recent / out_recent if out_recent else None,
+            follow_through=_share(t.visited[True], t.total[True]), last_referral=t.last,
+            dormant=p.stage == "Active" and out_recent + in_recent == 0, one_way=one_way,
         ))
-    return rows
+    return sorted(rows, key=lambda r: (-(r.out_recent + r.in_recent), -(r.out_total + r.in_total)))  # stable
+
+
+@dataclass
+class _Tally:
+    """One partner's referral counts, each keyed by direction (True: Out, False: In)."""
+
+    recent: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
+    half_year: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
+    total: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
+    visited: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
+    last: date | None = None
 
 
 # -- the last 12 months ----------------------------------------------------------------------------

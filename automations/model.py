@@ -19,7 +19,7 @@ from automations import cells
 from automations.config import Settings
 from automations.errors import CellError, SheetLayoutError
 from automations.schema import EVENTS, JOB_COLUMNS, PARTNERS, REFERRALS, TABS, Column, TabSpec, base_columns
-from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint
+from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint, plan_cells
 
 Day = date  # Event has a field named `date`; annotations inside it use this name
 
@@ -206,6 +206,36 @@ def read_book(backend: Backend, settings: Settings, keys: Sequence[str] = READ_K
                       settings.sheet.date_order, ids_seen)
     book.layout = problems
     return book
+
+
+def with_writes(book: Book, writes: Sequence[RowWrite]) -> Book:
+    """The book as it reads once its new IDs and *writes* are in the sheet; pure (what a run leaves the
+    sheet as, for the figures that report the run, without reading it again)."""
+    tables = dict(book.tables)
+    specs = {table.title: TABS[key] for key, table in tables.items()}
+    for group in (book.new_ids, writes):  # new IDs first: later writes address those rows by them
+        targets, _ = plan_cells({t.title: t for t in tables.values()}, specs, list(group))
+        cells_by_tab: dict[str, dict[int, dict[int, Any]]] = {}
+        for title, target in targets:
+            cells_by_tab.setdefault(title, {}).setdefault(target.row, {})[target.col] = target.value
+        for key, table in tables.items():
+            changed = cells_by_tab.get(table.title)
+            if changed:
+                rows = [SheetRow(row.number, _with_cells(row.values, changed[row.number], len(table.header)))
+                        if row.number in changed else row for row in table.rows]
+                tables[key] = Table(table.title, table.header, rows, dict(table.index))
+    after = parse_book(tables, book.titles, book.date_order, book.ids_high)
+    after.opted_out = after.opted_out | book.opted_out  # addresses added by this run (the mailbox's opt-outs)
+    after.layout = book.layout
+    return after
+
+
+def _with_cells(values: tuple[Any, ...], cells_at: Mapping[int, Any], width: int) -> tuple[Any, ...]:
+    line = list(values) + [None] * (width - len(values))
+    for col, value in cells_at.items():
+        if col < len(line):
+            line[col] = value
+    return tuple(line)
 
 
 def require_layout(book: Book, jobs: Sequence[str]) -> None:

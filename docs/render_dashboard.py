@@ -1,9 +1,9 @@
 """Render docs/dashboard.png: the demo workbook's Dashboard tab, as LibreOffice draws it.
 
-Builds the demo (every job run once as at a fixed day), runs the `dashboard` job again a few
-minutes later so job health shows finished runs, converts the workbook to PDF with LibreOffice
-headless and keeps the first page (the Dashboard tab comes first), margins cropped, as a PNG
-at 80 dpi.
+Builds the demo exactly as `partnerloop demo` does (every job run once as at a fixed day: the
+Dashboard it writes shows that run, its emails and its To do list), converts the workbook to PDF
+with LibreOffice headless and keeps the first page (the Dashboard tab comes first), margins
+cropped, as a PNG at 80 dpi.
 
 Needs LibreOffice Calc and poppler-utils (`apt-get install libreoffice-calc poppler-utils`);
 they are not part of partnerloop's dependencies or CI.
@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,21 +28,11 @@ DPI = 80
 
 
 def build_workbook(directory: Path) -> Path:
-    """The demo workbook after every job ran once, with a fresh Dashboard on top."""
+    """The demo workbook after `partnerloop demo` ran every job once: its Dashboard is that run's."""
     from automations.config import load_settings
     from automations.demo import run_demo
-    from automations.executor import World, run_jobs
-    from automations.mail.ledger import Ledger
-    from automations.sheets import open_backend
 
     settings, _, _ = run_demo(load_settings(REPO / "config" / "settings.toml"), directory, DEMO_DAY)
-    later = DEMO_DAY + timedelta(minutes=5)
-    ledger = Ledger.in_state_dir(settings.state_dir)
-    try:
-        run_jobs(World(settings=settings, backend=open_backend(settings), ledger=ledger, clock=lambda: later),
-                 ["dashboard"])
-    finally:
-        ledger.close()
     return settings.sheet.path
 
 

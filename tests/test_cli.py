@@ -214,3 +214,36 @@ def test_templates_export_then_an_overlay_of_one_edited_template(tmp_path: Path,
         bodies[str(message["X-Partnerloop-Template"])] = message.get_body(("plain",)).get_content()
     assert "Could we buy you a coffee and talk for 20 minutes" in bodies["outreach_intro"]
     assert "outreach_follow_up_1" in bodies and "coffee" not in bodies["outreach_follow_up_1"]  # shipped
+
+
+def test_todo_prints_the_rows_that_need_a_person_grouped_by_owner(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = demo_config(tmp_path)
+    assert main(["--config", str(config), "run", "--all", "--now", "2026-11-27T09:00"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "todo", "--now", "2026-11-27T09:05"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "To do: 2 row(s) need a person (2026-11-27); each row's Automation status says more.",
+        "",
+        "Alex (front desk) (2)",
+        "  Referrals R-0002 (Iron & Oak Gym), since 2026-11-25: Discharged 2026-11-25 without consent: ask the "
+        "patient to sign for Iron & Oak Gym, or write No in Consent",
+        "  Partners P-0004 (Summit Fitness Center), since 2026-11-27: No more emails: call Grace Liu at "
+        "(217) 555-0104, no reply after the last follow-up (2026-11-27); then update Stage",
+    ]
+    assert "Morgan" not in out and "Hale" not in out  # R-0002's patient is not named
+
+    from tests.conftest import Staff
+
+    settings = load_settings(config)
+    Staff(settings).edit("Partners", "P-0004", Stage="Meeting", Meeting_date="2026-11-26", Owner="")
+    Staff(settings).edit("Referrals", "R-0002", Consent="No")  # the patient said no: not chased
+    assert main(["--config", str(config), "todo", "--now", "2026-11-27T09:10"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "To do: 1 row(s) need a person (2026-11-27); each row's Automation status says more.",
+        "",
+        "Unassigned (1)",
+        "  Partners P-0004 (Summit Fitness Center), since 2026-11-26: The meeting on 2026-11-26 has passed: set "
+        "Stage (Agreement, Declined) or the next Meeting date",
+    ]

@@ -142,6 +142,7 @@ def expected_kpis(rows: Mapping[str, list[Row]], start: date, end: date) -> list
     ins = [r for r in referrals if r["Direction"] == "In"]
     cohort = [p for p in partners if within(contacted_on(p))]
     ins_dated = [r for r in ins if within(ref_date(r))]
+    outs_dated = [r for r in outs if within(ref_date(r))]
     visits = [(r["First visit"] - r["Referred on"]).days for r in ins
               if within(r.get("First visit")) and r.get("Referred on")]
     discharged = [r for r in outs if within(r.get("Discharge date"))]
@@ -151,9 +152,10 @@ def expected_kpis(rows: Mapping[str, list[Row]], start: date, end: date) -> list
         len(cohort),
         sum(1 for p in cohort if reached(p) >= 2) / len(cohort) if cohort else None,
         sum(1 for p in cohort if reached(p) >= 2) / len(cohort) if cohort else None,  # reply rate: no mailbox read
-        sum(1 for r in outs if within(ref_date(r))),
+        len(outs_dated),
         len(ins_dated),
         sum(1 for r in ins_dated if r.get("First visit")) / len(ins_dated) if ins_dated else None,
+        sum(1 for r in outs_dated if r.get("First visit")) / len(outs_dated) if outs_dated else None,
         statistics.median(visits) if visits else None,
         sum(1 for r in discharged if r.get("Consent") == "Yes") / len(discharged) if discharged else None,
         len(held),
@@ -163,23 +165,29 @@ def expected_kpis(rows: Mapping[str, list[Row]], start: date, end: date) -> list
 
 
 def expected_partner_rows(rows: Mapping[str, list[Row]], today: date) -> list[tuple[Any, ...]]:
+    """Ranked by referrals either way in the last 90 days, then all time, then sheet order."""
     table = []
     for p in rows["partners"]:
         mine = [r for r in rows["referrals"] if r["Partner"] in (p["Business"], p["Partner ID"])]
         dated = [(r, ref_date(r)) for r in mine]
         recent = [r for r, when in dated if when and today - timedelta(days=89) <= when <= today]
+        half_year = {r["Direction"] for r, when in dated if when and today - timedelta(days=179) <= when <= today}
         outs = [r for r in mine if r["Direction"] == "Out"]
         ins = [r for r in mine if r["Direction"] == "In"]
+        out_recent = sum(1 for r in recent if r["Direction"] == "Out")
+        in_recent = sum(1 for r in recent if r["Direction"] == "In")
         since = p.get("Stage since")
         past = [when for _, when in dated if when and when <= today]
+        followed = sum(1 for r in outs if r.get("First visit"))
+        flags = (["Dormant"] if p["Stage"] == "Active" and not recent else []) + (
+            [f"One-way (all {next(iter(half_year)).lower()})"] if len(half_year) == 1 else [])
         table.append((
             p["Business"], p["Partner ID"], p["Stage"], since, (today - since).days if since else None,
-            sum(1 for r in recent if r["Direction"] == "Out"), sum(1 for r in recent if r["Direction"] == "In"),
-            len(outs), len(ins), sum(1 for r in ins if r.get("First visit")),
-            len(ins) / len(outs) if outs else None, max(past) if past else None,
-            "Dormant" if p["Stage"] == "Active" and not recent else "",
+            out_recent, in_recent, in_recent / out_recent if out_recent else None,
+            len(outs), len(ins), sum(1 for r in ins if r.get("First visit")), followed,
+            followed / len(outs) if outs else None, max(past) if past else None, "; ".join(flags),
         ))
-    return table
+    return sorted(table, key=lambda r: (-(r[5] + r[6]), -(r[8] + r[9])))
 
 
 def expected_months(rows: Mapping[str, list[Row]], today: date) -> list[tuple[Any, ...]]:
@@ -234,25 +242,33 @@ def test_every_dashboard_figure_matches_the_demo_rows(sheet: tuple[Settings, Any
 
     header, health = block(grid, "Job health")
     assert header == ["Job", "Last run", "Finished", "Result", "Emails sent", "Summary"]
-    assert [(r[0], r[3]) for r in health] == [(job, "running" if job == "dashboard" else "never run") for job in JOBS]
-    ours = health[list(JOBS).index("dashboard")]
-    assert moment(ours[1]) == NOW.replace(tzinfo=None) and ours[2] == "" and ours[4] == 0
+    assert [(r[0], r[3]) for r in health] == [(job, "ok" if job == "dashboard" else "never run") for job in JOBS]
+    ours = health[list(JOBS).index("dashboard")]  # this run, as it ends
+    assert moment(ours[1]) == NOW.replace(tzinfo=None) and moment(ours[2]) == NOW.replace(tzinfo=None)
+    assert ours[4] == 0
+
+    header, todo = block(grid, "To do")
+    assert header == ["Owner", "Row", "Partner", "Since", "What to do"]
+    assert [(r[0], r[1], r[2], day(r[3])) for r in todo] == [  # the demo as it stands before any job sent
+        ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym", TODAY - timedelta(days=2))]
 
     header, problems = block(grid, "Data problems")
     assert header == ["Rows with data problems", "Where to look"]
     assert_rows(problems, [(0, "No rows with data problems.")])
 
     header, kpis = block(grid, "KPIs")
-    assert header == ["KPI", "This month", "Last month", "Year to date"]
+    assert header == ["KPI", "This month", "Same days last month", "Last month", "Year to date"]
     month_start = TODAY.replace(day=1)
     last_end = month_start - timedelta(days=1)
-    columns = [expected_kpis(rows, month_start, TODAY), expected_kpis(rows, last_end.replace(day=1), last_end),
-               expected_kpis(rows, date(TODAY.year, 1, 1), TODAY)]
+    same_days = last_end.replace(day=min(TODAY.day, last_end.day))  # Oct 1-27 against Nov 1-27
+    columns = [expected_kpis(rows, month_start, TODAY), expected_kpis(rows, last_end.replace(day=1), same_days),
+               expected_kpis(rows, last_end.replace(day=1), last_end), expected_kpis(rows, date(TODAY.year, 1, 1), TODAY)]
     labels = [r[0] for r in kpis]
     assert labels[:4] == ["Active partners", "Prospects contacted", "Outreach meeting rate", "Outreach reply rate"]
-    assert len(labels) == 12
-    assert_rows([r[1:] for r in kpis], [tuple(c[i] for c in columns) for i in range(12)])
-    assert columns[2][4] == 13 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
+    assert labels[7] == "Outbound follow-through" and len(labels) == 13
+    assert_rows([r[1:] for r in kpis], [tuple(c[i] for c in columns) for i in range(13)])
+    assert columns[3][4] == 13 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
+    assert columns[3][7] == pytest.approx(11 / 13)  # our patients who started with the partner, this year
 
     header, funnel = block(grid, "Partner funnel")
     assert header == ["Stage", "Reached", "Now at stage", "Next-step conversion", "Cumulative conversion"]
@@ -273,7 +289,7 @@ def test_dormant_partners_are_flagged(tmp_path: Path) -> None:
     later = NOW + timedelta(days=120)  # nothing new for four months: every Active partner has gone quiet
     run_dashboard(settings, rows, now=later)
     _, partners = block(read_grid(settings, None), "Partners")
-    assert {r[1] for r in partners if r[-1] == "Dormant"} == {"P-0007", "P-0008", "P-0009"}
+    assert {r[1] for r in partners if r[-1].startswith("Dormant")} == {"P-0007", "P-0008", "P-0009"}
     assert_rows(partners, expected_partner_rows(rows, later.date()))
 
 
@@ -287,9 +303,13 @@ def test_xlsx_dashboard_has_real_values_number_formats_and_a_chart(tmp_path: Pat
     kpi = cells["Inbound conversion"].row
     assert [sheet.cell(kpi, c).number_format for c in (2, 3, 4)] == ["0%"] * 3
     assert isinstance(sheet.cell(kpi, 2).value, float)
-    assert sheet.cell(cells["Referrals out"].row, 4).value == 13 and sheet.cell(cells["Referrals out"].row, 4).number_format == "0"
+    assert sheet.cell(cells["Referrals out"].row, 5).value == 13 and sheet.cell(cells["Referrals out"].row, 5).number_format == "0"
     header = next(c.row for c in sheet["A"] if c.value == "Business")
-    assert all(sheet.cell(header, col).font.b for col in range(1, 14))
+    assert all(sheet.cell(header, col).font.b for col in range(1, 16))
+    riverbend = next(c.row for c in sheet["B"] if c.value == "P-0007")
+    assert sheet.cell(riverbend, 13).number_format == "0%" and isinstance(sheet.cell(riverbend, 13).value, float)
+    todo = next(c.row for c in sheet["A"] if c.value == "Owner") + 1
+    assert isinstance(sheet.cell(todo, 4).value, datetime) and sheet.cell(todo, 4).number_format == "yyyy-mm-dd"
     riverbend = next(c.row for c in sheet["B"] if c.value == "P-0007")
     assert isinstance(sheet.cell(riverbend, 4).value, datetime) and sheet.cell(riverbend, 4).number_format == "yyyy-mm-dd"
     month = next(c for c in sheet["A"] if c.value == "Month").row + 1
@@ -435,3 +455,61 @@ def test_the_dashboard_job_sends_nothing_and_writes_no_rows(tmp_path: Path) -> N
     assert report.outcomes == [] and report.cells_written == 0 and report.lost == []
     assert report.summary() == ["dashboard: sent 0 email(s)"]
 
+
+
+def test_after_one_run_all_the_dashboard_shows_that_run(sheet: tuple[Settings, Any]) -> None:
+    """Job health with this run's results and emails, the prospects it wrote to at Contacted, its To do list."""
+    settings, emulator = sheet
+    backend = open_backend(settings, sleep=lambda s: None) if emulator else open_backend(settings)
+    init_sheet(backend, settings, demo_rows(TODAY))
+    world = world_for(settings, lambda: NOW, backend=backend)
+    try:
+        report = run_jobs(world, [job for job in JOBS if job != "replies"])
+    finally:
+        world.ledger.close()
+    sent = {job: report.count("sent", job) for job in JOBS if job != "replies"}
+    assert sent == {"outreach": 6, "discharge": 2, "referrals_in": 3, "events": 2, "dashboard": 0, "digest": 1}
+    assert len(list(settings.email.outbox_dir.glob("*.eml"))) == 14
+    grid = read_grid(settings, emulator)
+
+    _, health = block(grid, "Job health")
+    shown = {r[0]: (r[3], r[4]) for r in health}
+    assert shown == {**{job: ("ok", n) for job, n in sent.items()}, "replies": ("never run", "")}
+    assert all(moment(r[2]) == NOW.replace(tzinfo=None) for r in health if r[0] != "replies")  # finished
+
+    _, partners = block(grid, "Partners")
+    stages = {r[1]: (r[2], day(r[3])) for r in partners}
+    emailed = {"P-0001", "P-0002"}  # the two prospects: their intro went in this run
+    assert {pid: stages[pid] for pid in emailed} == {pid: ("Contacted", TODAY) for pid in emailed}
+    assert [r[1] for r in partners[:3]] == ["P-0008", "P-0007", "P-0009"]  # most referrals in 90 days first
+
+    assert "To do (2)" in [r[0] for r in grid]  # the count in the block's title
+    _, todo = block(grid, "To do")
+    assert [(r[0], r[1], r[2]) for r in todo] == [
+        ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym"),  # discharged without consent
+        ("Alex (front desk)", "Partners P-0004", "Summit Fitness Center")]  # follow-up 2 just went: call
+    assert todo[1][4].startswith("No more emails: call Grace Liu")
+    assert day(todo[0][3]) == TODAY - timedelta(days=2)
+    _, kpis = block(grid, "KPIs")
+    contacted = next(r for r in kpis if r[0] == "Prospects contacted")
+    assert contacted[1] == 5  # this month, the two intros of this run included
+
+
+def test_a_reply_read_in_the_same_run_is_on_the_dashboards_to_do(tmp_path: Path) -> None:
+    from automations.core import InboundMessage, Inbox
+
+    settings = make_settings(tmp_path)
+    seed_sheet(settings, partners=[{"Partner ID": "P-0001", "Business": "Northside Strength", "Stage": "Contacted",
+                                    "Email": "maya@northside.example", "Outreach step": 1, "Owner": "Dana",
+                                    "Last emailed": TODAY - timedelta(days=3), "Stage since": TODAY - timedelta(days=3)}])
+    answer = InboundMessage(uid=1, uidvalidity=1, from_address="maya@northside.example", subject="Re: Hello",
+                            first_lines=("Happy to meet next week.",), to_addresses=("partners@riverside-pt.example",),
+                            date=NOW - timedelta(hours=2), message_id="<a1@northside.example>")
+    world = world_for(settings, lambda: NOW, mailbox=lambda s, position: Inbox((answer,), "1:1"))
+    try:
+        run_jobs(world, ["replies", "dashboard"])
+    finally:
+        world.ledger.close()
+    _, todo = block(read_grid(settings, None), "To do")
+    assert [(r[0], r[1], r[4]) for r in todo] == [
+        ("Dana", "Partners P-0001", f"Northside Strength replied on {TODAY.isoformat()}: read the reply, then update Stage")]

@@ -108,8 +108,9 @@ def test_the_digest_names_no_patient(settings: Settings, smtp: SmtpServer) -> No
     text = text_of(smtp, 0)
     leaked = [d for d in (*patient_details(), "Quentin", "quentin.private", "Secret goal") if d in raw or d in text]
     assert leaked == []
-    assert "Referrals R-0990: see the row's Automation status in the sheet" in text
-    assert "Partners P-0003: Needs attention: Email 'tom@' is not a valid address" in text
+    flat = " ".join(text.split())
+    assert "Referrals R-0990 (Iron & Oak Gym): Fix the row: Patient email (value hidden) is not a valid address" in flat
+    assert "Partners P-0003 (Harbor Massage Collective): Fix the row: Email 'tom@' is not a valid address" in flat
 
 
 def test_dormant_partners_are_listed_by_business(settings: Settings, smtp: SmtpServer) -> None:
@@ -139,7 +140,13 @@ def test_the_plan_remembers_this_weeks_figures_and_keeps_last_weeks_on_a_rerun(s
     assert (email.job, email.step, email.row.row_id, email.to_email, email.recipient) == (
         "digest", "2026-W48", "digest-2026-W48", OWNER, "owner")
     assert email.on_sent == {} and email.sent_status == ""
-    assert email.context["digest"]["sheet_link"] == "https://docs.google.com/spreadsheets/d/key"
+    assert email.context["digest"]["sheet_link"] == ""  # a workbook's path on the server is no link for the owner
+    assert email.context["digest"]["sheet_words"] == (
+        "Open the Dashboard tab of the partnerships workbook (sheet.xlsx) to see the figures and the To do list "
+        "with each row.")
+    google = replace(settings, sheet=replace(settings.sheet, backend="google", key="key"))
+    linked = plan_digest(replace(job_input(settings, MONDAY), settings=google)).emails[0].context["digest"]
+    assert (linked["sheet_link"], linked["sheet_words"]) == ("https://docs.google.com/spreadsheets/d/key", "")
     memory = json.loads(plan.remember["digest"])
     assert (memory["week"], memory["reported"], memory["values"]["referrals_in"]) == ("2026-W48", "2026-W47", 1)
     assert memory["previous"]["reported"] == "2026-W46"
@@ -155,7 +162,7 @@ def test_the_plan_remembers_this_weeks_figures_and_keeps_last_weeks_on_a_rerun(s
     after_a_gap = plan_digest(job_input(settings, MONDAY + timedelta(days=21), {"digest": json.dumps(invented)}))
     lines = {k["label"]: k for k in after_a_gap.emails[0].context["digest"]["kpis"]}
     assert lines["Referrals in"]["previous"] == "0"  # not last week's digest: recomputed from the sheet
-    assert lines["Rows needing attention"]["previous"] == "—"
+    assert lines["Rows with data problems"]["previous"] == "—"
 
 
 def test_no_owner_address_means_no_digest(settings: Settings) -> None:
@@ -172,3 +179,24 @@ def test_values_and_changes_read_as_the_owner_expects(now: Any, before: Any, kin
                                                        changed: str) -> None:
     assert show(now, kind) == shown
     assert change(now, before, kind) == changed
+
+
+def test_the_digest_lists_the_to_do_by_owner_as_the_run_leaves_the_sheet(settings: Settings, smtp: SmtpServer) -> None:
+    report = run(settings, MONDAY, ("outreach", "discharge", "digest"))
+    assert report.count("sent", "outreach") == 6 and report.count("sent", "digest") == 1
+    (digest,) = [m for m in smtp.messages if m.recipients == [OWNER]]
+    text = " ".join(str(digest.message.get_body(("plain",)).get_content()).split())  # type: ignore[union-attr]
+    html = str(digest.message.get_body(("html",)).get_content())  # type: ignore[union-attr]
+    section = text[text.index("To do (rows that need a person, by owner):"):text.index("Open the Dashboard tab")]
+    assert section == (
+        "To do (rows that need a person, by owner): Alex (front desk) "
+        "- Referrals R-0002 (Iron & Oak Gym): Discharged 2026-11-21 without consent: ask the patient to sign for "
+        "Iron & Oak Gym, or write No in Consent "
+        # follow-up 2 went in this very run: the digest, planned after it, already says to call
+        "- Partners P-0004 (Summit Fitness Center): No more emails: call Grace Liu at (217) 555-0104, no reply "
+        "after the last follow-up (2026-11-23); then update Stage ")
+    assert kpi_line(str(digest.message.get_body(("plain",)).get_content()),  # type: ignore[union-attr]
+                    "To do (rows that need a person)")[0] == "2"
+    assert "Open the Dashboard tab of the partnerships workbook (sheet.xlsx)" in text
+    assert str(settings.sheet.path.parent) not in text + html  # no path on the server
+    assert "href=\"file:" not in html and "Morgan" not in text and "Hale" not in text

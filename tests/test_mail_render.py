@@ -103,8 +103,11 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
                 {"label": "Median days to first visit", "value": "4.5", "previous": "—", "change": "—"},
             ],
             dormant=[{"business": "Café Ñandú Yoga" if non_ascii else "Lakeside Pilates", "last_referral": "2026-07-14"}],
-            attention=[{"tab": "Referrals", "row": "R-0040", "status": "Not sent: Email is not a valid address"}],
+            todo=[{"owner": "Dana", "items": [
+                {"row": "Referrals R-0040", "partner": "Lakeside Pilates",
+                 "action": "Fix the row: Patient email (value hidden) is not a valid address"}]}],
             sheet_link="https://docs.google.com/spreadsheets/d/abc123",
+            sheet_words="",
         )
     return {
         "clinic": clinic or clinic_settings(),
@@ -315,7 +318,7 @@ def test_event_reminder_without_a_partner(renderer: Renderer) -> None:
     assert "Hello," in renderer.render("event_reminder", context).text
 
 
-def test_owner_digest_lists_kpis_dormant_partners_and_rows_needing_attention(renderer: Renderer) -> None:
+def test_owner_digest_lists_kpis_dormant_partners_and_the_to_do_by_owner(renderer: Renderer) -> None:
     rendered = renderer.render("owner_digest", realistic_context("owner_digest"))
     assert rendered.subject == "Partnership digest: Week of 2026-11-23"
     lines = rendered.text.splitlines()
@@ -324,17 +327,19 @@ def test_owner_digest_lists_kpis_dormant_partners_and_rows_needing_attention(ren
     row = next(line for line in lines if line.startswith("Referrals out"))
     assert row.split()[-3:] == ["7", "9", "-2"]
     assert "Lakeside Pilates: last referral 2026-07-14" in flat(rendered.text)
-    assert "Referrals R-0040: Not sent: Email is not a valid address" in flat(rendered.text)
+    assert ("Dana - Referrals R-0040 (Lakeside Pilates): Fix the row: Patient email (value hidden) is not a valid "
+            "address") in flat(rendered.text)
     assert '<a href="https://docs.google.com/spreadsheets/d/abc123">' in rendered.html
     assert "<table" in rendered.html
 
 
-def test_owner_digest_with_a_file_path_shows_it_as_text(renderer: Renderer) -> None:
+def test_owner_digest_for_a_workbook_says_where_to_look_in_words_never_a_server_path(renderer: Renderer) -> None:
     context = realistic_context("owner_digest")
-    context["digest"].sheet_link = "/srv/partnerloop/partnerloop.xlsx"
+    context["digest"].sheet_link = "/srv/partnerloop/partnerloop.xlsx"  # not a link: never shown
+    context["digest"].sheet_words = "Open the Dashboard tab of the partnerships workbook (partnerloop.xlsx)."
     rendered = renderer.render("owner_digest", context)
-    assert "/srv/partnerloop/partnerloop.xlsx" in flat(rendered.text)
-    assert 'href="/srv' not in rendered.html
+    assert "Open the Dashboard tab of the partnerships workbook (partnerloop.xlsx)." in flat(rendered.text)
+    assert "/srv" not in rendered.text and "/srv" not in rendered.html
 
 
 def test_partner_logo_co_brands_partner_emails_but_not_outreach(renderer: Renderer) -> None:

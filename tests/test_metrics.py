@@ -81,13 +81,17 @@ def book() -> Book:
     return built
 
 
-def test_periods_are_this_month_last_month_and_year_to_date() -> None:
-    this, last, ytd = metrics.periods(TODAY)
+def test_periods_are_this_month_the_same_days_of_last_month_last_month_and_year_to_date() -> None:
+    this, same_days, last, ytd = metrics.periods(TODAY)
     assert (this.start, this.end) == (d(3, 1), TODAY)
+    assert (same_days.label, same_days.start, same_days.end) == ("Same days last month", d(2, 1), d(2, 15))
     assert (last.start, last.end) == (d(2, 1), d(2, 28))
     assert (ytd.start, ytd.end) == (d(1, 1), TODAY)
-    _, january_last, _ = metrics.periods(d(1, 10))
+    _, january_same, january_last, _ = metrics.periods(d(1, 10))
+    assert (january_same.start, january_same.end) == (d(12, 1, 2025), d(12, 10, 2025))
     assert (january_last.start, january_last.end) == (d(12, 1, 2025), d(12, 31, 2025))
+    _, short, _, _ = metrics.periods(d(3, 31))  # February has no 31st: all of it
+    assert (short.start, short.end) == (d(2, 1), d(2, 28))
 
 
 def test_the_digest_reports_the_previous_iso_week() -> None:
@@ -105,27 +109,46 @@ def test_first_contact_is_dated_only_where_the_row_shows_it(book: Book) -> None:
 
 
 def test_kpis_for_each_period(book: Book) -> None:
-    this, last, ytd = (metrics.kpi_values(book, p) for p in metrics.periods(TODAY))
+    this, same_days, last, ytd = (metrics.kpi_values(book, p) for p in metrics.periods(TODAY))
     assert this == {
         "active_partners": 2, "prospects_contacted": 1, "meeting_rate": 0.0, "reply_rate": 0.0, "referrals_out": 2, "referrals_in": 2,
-        "inbound_conversion": 0.5, "median_days_to_visit": 5.5, "consent_rate": 0.5, "events_held": 1,
-        "attendees": 20, "event_new_patients": 2,
+        "inbound_conversion": 0.5, "outbound_follow_through": 0.0, "median_days_to_visit": 5.5, "consent_rate": 0.5,
+        "events_held": 1, "attendees": 20, "event_new_patients": 2,
+    }
+    assert same_days == {  # Feb 1-15: P-4 contacted Feb 10, R-3 out Feb 14, E-3 on Feb 5; R-6 (Feb 25) not yet
+        "active_partners": 1, "prospects_contacted": 1, "meeting_rate": 1.0, "reply_rate": 1.0, "referrals_out": 1,
+        "referrals_in": 0, "inbound_conversion": None, "outbound_follow_through": 0.0, "median_days_to_visit": None,
+        "consent_rate": 1.0, "events_held": 1, "attendees": 10, "event_new_patients": 0,
     }
     assert last == {
         "active_partners": 1, "prospects_contacted": 2, "meeting_rate": 0.5, "reply_rate": 0.5, "referrals_out": 1, "referrals_in": 1,
-        "inbound_conversion": 1.0, "median_days_to_visit": None, "consent_rate": 1.0, "events_held": 1,
-        "attendees": 10, "event_new_patients": 0,
+        "inbound_conversion": 1.0, "outbound_follow_through": 0.0, "median_days_to_visit": None, "consent_rate": 1.0,
+        "events_held": 1, "attendees": 10, "event_new_patients": 0,
     }
     assert ytd == {
         "active_partners": 2, "prospects_contacted": 3, "meeting_rate": pytest.approx(1 / 3),
         "reply_rate": pytest.approx(1 / 3), "referrals_out": 3,
-        "referrals_in": 4, "inbound_conversion": 0.75, "median_days_to_visit": 8.5,
+        "referrals_in": 4, "inbound_conversion": 0.75, "outbound_follow_through": 0.0, "median_days_to_visit": 8.5,
         "consent_rate": pytest.approx(2 / 3), "events_held": 2, "attendees": 30, "event_new_patients": 2,
     }
 
 
+def test_outbound_follow_through_is_the_share_of_our_patients_who_started_with_the_partner() -> None:
+    book = make_book([partner("P-1", "Active")], [
+        referral("R-1", "Out", referred_on=d(3, 2), first_visit=d(3, 6)),
+        referral("R-2", "Out", referred_on=d(3, 4)),
+        referral("R-3", "Out", referred_on=d(3, 5), first_visit=d(3, 9)),
+        referral("R-4", "In", referred_on=d(3, 5), first_visit=d(3, 9)),  # inbound: counts in conversion, not here
+    ])
+    values = metrics.kpi_values(book, metrics.periods(TODAY)[0])
+    assert values["outbound_follow_through"] == pytest.approx(2 / 3)
+    assert values["inbound_conversion"] == 1.0
+    (row,) = metrics.partner_rows(book, TODAY)
+    assert (row.followed_through, row.follow_through, row.converted) == (2, pytest.approx(2 / 3), 1)
+
+
 def test_reply_rate_counts_email_replies_and_partners_who_moved_on(book: Book) -> None:
-    ytd = metrics.periods(TODAY)[2]  # contacted: P-3 (Contacted), P-4 (Meeting), P-5 (Declined, no meeting)
+    ytd = metrics.periods(TODAY)[3]  # contacted: P-3 (Contacted), P-4 (Meeting), P-5 (Declined, no meeting)
     assert metrics.kpi_values(book, ytd)["reply_rate"] == pytest.approx(1 / 3)  # P-4 answered somehow
     with_mail = metrics.kpi_values(book, ytd, {"P-3": TODAY, "P-9": TODAY})  # P-9 was never contacted
     assert with_mail["reply_rate"] == pytest.approx(2 / 3)
@@ -163,16 +186,35 @@ def test_declined_counts_only_at_the_stages_it_evidently_passed() -> None:
 
 def test_one_row_per_partner(book: Book) -> None:
     rows = {r.partner_id: r for r in metrics.partner_rows(book, TODAY)}
-    assert list(rows) == [f"P-{n}" for n in range(1, 10)]
+    assert list(rows) == [f"P-{n}" for n in range(1, 10)]  # P-1 referred most in 90 days; the rest in sheet order
     one = rows["P-1"]
     assert (one.stage, one.stage_since, one.days_in_stage) == ("Active", d(1, 10), 64)
     assert (one.out_recent, one.in_recent, one.out_total, one.in_total) == (3, 4, 4, 4)  # R-4 is dated after today
-    assert (one.converted, one.reciprocity, one.last_referral, one.dormant) == (3, 1.0, d(3, 12), False)
+    assert (one.converted, one.last_referral, one.dormant) == (3, d(3, 12), False)
+    assert one.reciprocity == pytest.approx(4 / 3)  # the last 90 days: 4 in, 3 out
+    assert (one.one_way, one.flag) == ("", "")
     two = rows["P-2"]
     assert (two.out_total, two.in_total, two.in_recent, two.converted) == (0, 1, 1, 1)
     assert two.reciprocity is None  # nothing referred out: blank, not infinite
     assert two.last_referral == d(12, 20, 2025)
+    assert (two.one_way, two.flag) == ("in", "One-way (all in)")
     assert rows["P-7"].days_in_stage is None and rows["P-7"].last_referral is None
+
+
+def test_partners_are_ranked_by_referrals_in_the_last_90_days_and_one_way_looks_at_180_days() -> None:
+    old, recent = TODAY - timedelta(days=120), TODAY - timedelta(days=10)
+    book = make_book(
+        [partner("P-1", "Active"), partner("P-2", "Active"), partner("P-3", "Active"), partner("P-4", "Active")],
+        [referral("R-1", "Out", "P-1", referred_on=recent),
+         referral("R-2", "Out", "P-2", referred_on=recent), referral("R-3", "Out", "P-2", referred_on=recent),
+         referral("R-4", "In", "P-2", referred_on=old),  # 120 days ago: not in 90 days, but within 180
+         referral("R-5", "Out", "P-3", referred_on=TODAY - timedelta(days=200)),  # older than 180 days
+         referral("R-6", "Out", "P-4", referred_on=old), referral("R-7", "Out", "P-4", referred_on=old)])
+    rows = metrics.partner_rows(book, TODAY)
+    assert [r.partner_id for r in rows] == ["P-2", "P-1", "P-4", "P-3"]
+    flags = {r.partner_id: r.flag for r in rows}
+    assert flags == {"P-2": "", "P-1": "One-way (all out)", "P-4": "Dormant; One-way (all out)", "P-3": "Dormant"}
+    assert {r.partner_id: r.reciprocity for r in rows} == {"P-2": 0.0, "P-1": 0.0, "P-4": None, "P-3": None}
 
 
 def test_dormant_means_active_without_a_referral_either_way_in_90_days() -> None:
@@ -227,9 +269,9 @@ def test_data_problems_count_each_row_once_and_point_to_its_status() -> None:
 
 def test_compute_gathers_every_figure(book: Book) -> None:
     m = metrics.compute(book, TODAY, {}, ["dashboard"])
-    assert [p.label for p in m.periods] == ["This month", "Last month", "Year to date"]
+    assert [p.label for p in m.periods] == ["This month", "Same days last month", "Last month", "Year to date"]
     assert [k.key for k, _ in m.kpis] == [k.key for k in metrics.KPIS]
-    assert {k.key: v for k, v in m.kpis}["referrals_out"] == (2, 1, 3)
+    assert {k.key: v for k, v in m.kpis}["referrals_out"] == (2, 1, 1, 3)
     assert len(m.partners) == 9 and len(m.months) == 12 and m.health[0].job == "dashboard"
 
 

@@ -6,6 +6,7 @@ can build on them; blank means "nothing to divide by" or "not known". See docs/d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -13,6 +14,7 @@ from automations import metrics
 from automations.core import JOB_NAMES
 from automations.jobs.plan import JobInput, Plan
 from automations.sheets.base import Dashboard, DashboardBlock
+from automations.todo import TodoItem, todo_list
 
 CHART_TITLE = "Referrals and new partners"
 
@@ -22,14 +24,17 @@ def plan_dashboard(inp: JobInput) -> Plan:
 
 
 def build_dashboard(inp: JobInput) -> Dashboard:
-    """The Dashboard as at inp.now: job health, data problems, KPIs, funnel, 12 months (charted), partners."""
+    """The Dashboard as at inp.now: job health, To do, data problems, KPIs, funnel, 12 months (charted), partners
+    (ranked by referrals in the last 90 days)."""
     m = metrics.compute(inp.book, inp.today, inp.health, list(JOB_NAMES), inp.replied)
     tz = inp.now.tzinfo
+    items = todo_list(inp.book, inp.today, replied=inp.replied, unknown=inp.unknown)
     return Dashboard(
         title=inp.settings.sheet.title("dashboard"),
         updated=inp.now,
         blocks=(
             health_block(m, tz),
+            todo_block(items),
             problems_block(m),
             kpi_block(m),
             funnel_block(m),
@@ -45,6 +50,18 @@ def health_block(m: metrics.Metrics, tz: tzinfo | None) -> DashboardBlock:
         ("Job", "Last run", "Finished", "Result", "Emails sent", "Summary"),
         tuple((h.job, _local(h.started, tz), _local(h.finished, tz), h.result, h.sent, h.summary) for h in m.health),
         formats=("", "datetime", "datetime", "", "int", ""),
+    )
+
+
+def todo_block(items: Sequence[TodoItem]) -> DashboardBlock:
+    """Every row that needs a person, grouped by Owner (see automations/todo.py): the same list as
+    `partnerloop todo` and the digest."""
+    rows = tuple((i.who, i.where, i.partner, i.since, i.action) for i in items)
+    return DashboardBlock(
+        f"To do ({len(items)})",
+        ("Owner", "Row", "Partner", "Since", "What to do"),
+        rows or (("", "", "", None, "Nothing needs a person now."),),
+        formats=("", "", "", "date", ""),
     )
 
 
@@ -90,11 +107,13 @@ def partners_block(m: metrics.Metrics) -> DashboardBlock:
     return DashboardBlock(
         "Partners",
         ("Business", "Partner ID", "Stage", "Stage since", "Days in stage", "Out (90 days)", "In (90 days)",
-         "Out (all time)", "In (all time)", "Converted", "Reciprocity (in ÷ out)", "Last referral", "Flag"),
+         "Reciprocity (in ÷ out, 90 days)", "Out (all time)", "In (all time)", "Converted (in)",
+         "Followed through (out)", "Follow-through (out)", "Last referral", "Flag"),
         tuple((r.business, r.partner_id, r.stage, r.stage_since, r.days_in_stage, r.out_recent, r.in_recent,
-               r.out_total, r.in_total, r.converted, r.reciprocity, r.last_referral, "Dormant" if r.dormant else "")
+               r.reciprocity, r.out_total, r.in_total, r.converted, r.followed_through, r.follow_through,
+               r.last_referral, r.flag)
               for r in m.partners),
-        formats=("", "", "", "date", "int", "int", "int", "int", "int", "int", "decimal", "date", ""),
+        formats=("", "", "", "date", "int", "int", "int", "decimal", "int", "int", "int", "int", "percent", "date", ""),
         new_page=True,
     )
 

@@ -1,5 +1,5 @@
 """The `digest` job: the owner's weekly email — the KPIs against the week before, dormant partners,
-rows needing attention.
+the To do list by Owner (automations/todo.py).
 
 It goes at most once per ISO week (the ledger step is the week, e.g. "2026-W48") and reports the
 previous full week, Monday to Sunday. Each digest's figures are kept in the state dir
@@ -8,8 +8,9 @@ told; without that history (the first digest, or a week skipped) the week before
 from the sheet, and figures that only exist as a snapshot show as "—".
 
 The digest carries no patient names, goals or emails: KPIs are counts and shares, partners are
-businesses, and problem rows on tabs that hold personal details (Referrals, Opt-outs) are named
-by row ID only.
+businesses, and To do items name rows by ID (their sentences quote no cell of a Referrals row).
+Run with other jobs (`run --all`), it is planned after their emails went, from the sheet as the
+run leaves it: this week's figures and To do list include what the run just did.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from automations import metrics
 from automations.jobs.common import render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Book, RowRef
+from automations.todo import TodoItem, by_owner, todo_list
 
 ATTENTION_SHOWN = 25  # problem rows listed in the email; the rest are counted
 SNAPSHOT_KPIS = (
     metrics.Kpi("dormant_partners", "Dormant partners (Active, no referral in 90 days)", "int"),
-    metrics.Kpi("rows_needing_attention", "Rows needing attention", "int"),
+    metrics.Kpi("rows_needing_attention", "Rows with data problems", "int"),
+    metrics.Kpi("to_do", "To do (rows that need a person)", "int"),
 )
+TODO_SHOWN = 40  # To do items listed in the email; the rest are counted
 HIDDEN_STATUS = "see the row's Automation status in the sheet"
 NO_VALUE = "—"
 
@@ -41,7 +45,9 @@ def plan_digest(inp: JobInput) -> Plan:
     reported = metrics.week_before(inp.today)
     partners = metrics.partner_rows(inp.book, inp.today)
     attention = metrics.attention_rows(inp.book)
+    items = todo_list(inp.book, inp.today, replied=inp.replied, unknown=inp.unknown)
     values = digest_values(inp.book, reported, partners, attention, inp.replied)
+    values["to_do"] = len(items)
     stored = _load(inp.remembered.get("digest"))
     if stored.get("week") == week:  # a second run this week: compare with what the first one compared with
         previous = stored.get("previous") or _recomputed(inp)
@@ -54,8 +60,9 @@ def plan_digest(inp: JobInput) -> Plan:
         "kpis": kpi_lines(values, previous.get("values", {})),
         "dormant": [{"business": r.business, "last_referral": r.last_referral.isoformat() if r.last_referral else None}
                     for r in partners if r.dormant],
-        "attention": attention_lines(inp.book, attention),
-        "sheet_link": inp.location,
+        "todo": todo_groups(items),
+        "todo_count": len(items),
+        **where_to_look(inp),
     }
     ref = RowRef(tab=inp.settings.sheet.title("dashboard"), row_id=f"digest-{week}", number=0)
     email = Email(job="digest", row=ref, step=week, template="owner_digest", to_email=owner, to_name="",
@@ -107,6 +114,28 @@ def change(now: Any, before: Any, kind: str) -> str:
         delta = round(now - before, 1)
         return "no change" if delta == 0 else f"{delta:+.1f}"
     return "no change" if now == before else f"{now - before:+,}"
+
+
+def todo_groups(items: list[TodoItem]) -> list[dict[str, Any]]:
+    """The To do list by Owner, as the email shows it (the first TODO_SHOWN items; the rest counted)."""
+    shown = items[:TODO_SHOWN]
+    groups = [{"owner": owner, "items": [{"row": i.where, "partner": i.partner, "action": i.action} for i in mine]}
+              for owner, mine in by_owner(shown)]
+    if len(items) > TODO_SHOWN:
+        groups.append({"owner": f"and {len(items) - TODO_SHOWN} more", "items": [
+            {"row": "", "partner": "", "action": "see the To do block of the Dashboard, or run `partnerloop todo`"}]})
+    return groups
+
+
+def where_to_look(inp: JobInput) -> dict[str, str]:
+    """Where the owner opens the sheet: a Google Sheet's https address; for a workbook, in words (the tab and
+    the file's name: a path on the server means nothing in the owner's mail client)."""
+    dashboard = inp.settings.sheet.title("dashboard")
+    if inp.settings.sheet.backend == "google":
+        return {"sheet_link": inp.location, "sheet_words": ""}
+    name = inp.settings.sheet.path.name if inp.settings.sheet.path else "the partnerships workbook"
+    return {"sheet_link": "", "sheet_words": f"Open the {dashboard} tab of the partnerships workbook ({name}) "
+                                             "to see the figures and the To do list with each row."}
 
 
 def attention_lines(book: Book, rows: list[metrics.AttentionRow]) -> list[dict[str, str]]:

@@ -74,6 +74,7 @@ class JobInput:
     sent_messages: Mapping[str, SendKey] = field(default_factory=dict)  # Message-ID -> what it was
     delivered: frozenset[SendKey] = frozenset()  # what the ledger knows went out (the jobs run)
     resend: frozenset[SendKey] = frozenset()  # what staff asked to go out again (`resolve --resend`)
+    unknown: Mapping[SendKey, datetime] = field(default_factory=dict)  # sends of unknown outcome -> claimed at
 
     @property
     def today(self) -> date:

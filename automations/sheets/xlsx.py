@@ -310,7 +310,7 @@ def _draw_dashboard(sheet: Worksheet, dashboard: Dashboard) -> None:
 BLOCK_TITLE_FONT = Font(bold=True, size=12)
 HEADER_WRAP = openpyxl.styles.Alignment(wrap_text=True, vertical="top")
 TEXT_INDENT = openpyxl.styles.Alignment(horizontal="left", indent=1)
-DASHBOARD_WIDTHS = {1: 34, 2: 17, 3: 17}  # labels and names; date-times; the rest are numbers (12)
+DASHBOARD_WIDTHS = {1: 34, 2: 17, 3: 24}  # labels and names; date-times, row IDs; businesses; the rest numbers (12)
 DASHBOARD_FORMATS = {**NUMBER_FORMATS, "month": "mmm yyyy"}
 CHART_HEIGHT_CM = Dashboard.chart_rows * 0.5  # a default row is about 0.53 cm: the chart stays in its rows
 
