@@ -607,6 +607,10 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
             dormant=[SimpleNamespace(business="Sample Yoga", last_referral="2026-07-01")],
             attention=[SimpleNamespace(tab="Referrals", row="R-0002", status="Not sent: Email is not a valid address")],
             sheet_link="https://docs.google.com/spreadsheets/d/sample",
+            sheet_words="",
+            todo=[{"owner": "Alex", "items": [{"row": "P-0004", "partner": "Sample Strength Studio",
+                                               "action": "no reply after the last follow-up: call Sam Sample"}]}],
+            todo_count=1,
         )
     from_email = getattr(clinic, "reply_to", "") or getattr(clinic, "from_email", "")
     return {
