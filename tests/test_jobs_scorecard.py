@@ -7,6 +7,7 @@ The expected figures are counted here from the rows the test made, by the rules 
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 from dataclasses import replace
@@ -57,7 +58,7 @@ PARTNERS = [
 ]
 OPTOUTS = [{"Email": "tom@harbor.example", "Date": date(2027, 2, 1), "Reason": "Asked by phone"}]
 SENT_TO = {"leo@riverbend.example", "dana@ironoak.example"}
-NAMES = iter(("Zebulon Quartermain", "Philippa Marchetti", "Octavia Brightwater", "Ignatius Fairweather",
+NAMES = itertools.cycle(("Zebulon Quartermain", "Philippa Marchetti", "Octavia Brightwater", "Ignatius Fairweather",
               "Rosalind Threlkeld", "Barnaby Vantongeren", "Henrietta Oyelaran", "Leopold Castellanos",
               "Marguerite Abernethy", "Cornelius Wolstenholme", "Evangeline Szymanski", "Thaddeus Okonkwo",
               "Wilhelmina Petrakis"))
@@ -207,8 +208,8 @@ def test_the_email_reports_the_quarter_just_ended_against_the_one_before_and_say
     text = " ".join(text_of(message).split())
     assert message["Subject"] == "Our partnership in Q1 2027: the numbers, from Riverside Physical Therapy"
     assert text.startswith("Riverside Physical Therapy") and "Hi Leo," in text
-    assert ("here are the numbers of our partnership for the last full quarter, January to March 2027, next to "
-            "the quarter before, October to December 2026. Q2 2027 is under way and not counted yet") in text
+    assert ("Here is how our partnership went in the last full quarter, January to March 2027, next to the "
+            "quarter before, October to December 2026. Q2 2027 is under way and not counted yet") in text
     assert "Between us Q1 2027 Q4 2026" in text
     assert "Thank you." in text and "talk the numbers over" in text
     assert "Ana Reyes, Partnerships lead" in text and "(217) 555-0177" in text  # signed by the partner's Owner
@@ -243,6 +244,20 @@ def test_no_patient_name_or_detail_appears_anywhere_in_the_message(tmp_path: Pat
         for row in REFERRALS:
             for column in ("Patient first name", "Patient last name", "Patient email", "Goal", "Referral ID"):
                 assert str(row[column]) not in whole, (column, received.recipients)
+
+
+def test_a_quiet_quarter_still_gets_its_scorecard_with_zeros_and_a_kind_word(
+        tmp_path: Path, smtp: SmtpServer) -> None:
+    settings = make_settings(tmp_path, email=email_section(smtp))
+    seed_sheet(settings, [{"Partner ID": "P-0001", "Business": "New Leaf Pilates", "Email": "hello@newleaf.example",
+                           "Stage": "Active"}])
+    assert run(settings, at(Q2_START)).count("sent") == 1
+    text = text_of(smtp.messages[0].message)
+    assert set(table_in(text).values()) == {(0, 0)} and list(table_in(text)) == list(LABELS)
+    flat = " ".join(text.split())
+    assert "Hello New Leaf Pilates team," in flat  # no Contact name
+    assert "There was nothing to count between us this time" in flat and "Thank you. Every client" not in flat
+    assert "If a patient we sent you has started with you" not in flat  # we sent nobody
 
 
 def test_reruns_in_the_quarter_send_nothing_more_and_the_next_quarter_sends_again(
