@@ -145,6 +145,13 @@ def job_names(args: argparse.Namespace, settings: Settings) -> list[str]:
     return list(dict.fromkeys(args.jobs))
 
 
+def job_notes(settings: Settings, jobs: Sequence[str]) -> list[str]:
+    """What the summary says about a job the config turned off (it ran, and sent nothing)."""
+    from automations.jobs.scorecard import DISABLED, JOB
+
+    return [DISABLED] if JOB in jobs and not settings.scorecard_enabled else []
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
@@ -161,12 +168,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     world = replace(make_world(settings, args), stop=lambda: bool(stopped))
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    jobs = job_names(args, settings)
     try:
-        report = run_jobs(world, job_names(args, settings), dry_run=args.dry_run, limit=args.limit)
+        report = run_jobs(world, jobs, dry_run=args.dry_run, limit=args.limit)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         end_progress()
+    report.notes += job_notes(settings, jobs)
     if args.dry_run:
         for outcome in report.outcomes:
             if outcome.result == "already":
@@ -197,6 +206,8 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     for block in shown:
         say(block)
     if not shown:
+        for line in job_notes(settings, [args.job]):
+            say(line)
         say(f"preview: {args.job} has nothing to send" + (f" for {args.id}" if args.id else "") + " now")
     return 0
 
@@ -210,9 +221,11 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     def run_job(job: str, stopping: Callable[[], bool]) -> Any:
         world = replace(make_world(settings), stop=stopping, progress=lambda line: None)
         try:
-            return run_jobs(world, [job])
+            report = run_jobs(world, [job])
         finally:
             world.ledger.close()
+        report.notes += job_notes(settings, [job])
+        return report
 
     daemon = Daemon(settings, run_job)
     say(f"partnerloop schedule: {len(settings.schedule)} job(s) in {settings.clinic.timezone}; stop with Ctrl-C or SIGTERM")

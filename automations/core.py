@@ -13,10 +13,10 @@ from enum import StrEnum
 STATUS = "Automation status"
 """The column on every tab with rows: a short sentence about the last thing the automation did."""
 
-JOB_NAMES = ("outreach", "discharge", "referrals_in", "events", "dashboard", "digest", "replies")
+JOB_NAMES = ("outreach", "discharge", "referrals_in", "events", "scorecard", "dashboard", "digest", "replies")
 """Every job, in the order `run --all` runs them (the mailbox is read first whatever the order)."""
 
-SENDING_JOBS = ("outreach", "discharge", "referrals_in", "events", "digest")
+SENDING_JOBS = ("outreach", "discharge", "referrals_in", "events", "scorecard", "digest")
 """The jobs that send email: held outside [email] send_window."""
 
 

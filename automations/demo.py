@@ -2,7 +2,8 @@
 
 Dates are relative to *today*, so every job has something due on the day the demo runs: a cold
 and a warm prospect, follow-ups, a meeting, an agreement, discharges with and without consent,
-inbound referrals at each step, an event, and a year of history for the Dashboard. Every name
+inbound referrals at each step, an event, and a year of history for the Dashboard and the quarterly
+scorecards (which go on any weekday of a quarter until sent; one Active partner has Scorecard = No). Every name
 and address is invented; addresses use the reserved .example domain.
 """
 
@@ -51,7 +52,7 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
                  procedure="Front desk books an orientation with a senior coach", since=ago(250)),
         _partner("P-0009", "Still Water Massage", "Massage therapist", "Ken Adeyemi", "ken@stillwater.example",
                  "Active", why="deep-tissue work for chronic neck pain", perk="20% off the first session",
-                 procedure="Patients book online with code RIVERSIDE", since=ago(200)),
+                 procedure="Patients book online with code RIVERSIDE", since=ago(200), scorecard="No"),
         _partner("P-0010", "Blue Line Boxing", "Personal trainer", "Ray Cole", "ray@bluelineboxing.example", "Paused",
                  why="conditioning classes for younger athletes", since=ago(120), do_not_email="Yes"),
     ]
@@ -104,13 +105,13 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
 def _partner(pid: str, business: str, kind: str, contact: str, email: str, stage: str, *, why: str,
              introduced_by: str = "", meeting: date | None = None, perk: str = "", procedure: str = "",
              step: int = 0, last: date | None = None, next_: date | None = None, since: date | None = None,
-             logo: str = "", do_not_email: str = "") -> dict[str, Any]:
+             logo: str = "", do_not_email: str = "", scorecard: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {
         "Partner ID": pid, "Business": business, "Kind": kind, "Contact name": contact, "Email": email,
         "Phone": "(217) 555-01" + pid[-2:], "Website": "https://" + email.split("@")[1],
         "Address": "Springfield, IL", "Introduced by": introduced_by, "Why partner": why, "Stage": stage,
         "Meeting date": meeting, "Perk": perk, "Referral procedure": procedure, "Logo URL": logo,
-        "Do not email": do_not_email, "Owner": "Alex (front desk)",
+        "Do not email": do_not_email, "Scorecard": scorecard, "Owner": "Alex (front desk)",
     }
     if step:
         row.update({"Outreach step": step, "Last emailed": last, "Next follow-up": next_})

@@ -73,6 +73,7 @@ class Partner(_Row):
     referral_procedure: str
     logo_url: str
     do_not_email: bool
+    scorecard: str  # Yes, No or "" (blank: Yes)
     owner: str
     notes: str
     outreach_step: int
@@ -401,7 +402,8 @@ def _partner(p: _Parsed) -> Partner:
         email=v["Email"], email_text=email_text, phone=v["Phone"], website=v["Website"], address=v["Address"],
         introduced_by=v["Introduced by"], why_partner=v["Why partner"], stage=v["Stage"] or "Prospect",
         meeting_date=v["Meeting date"], perk=v["Perk"], referral_procedure=v["Referral procedure"],
-        logo_url=v["Logo URL"], do_not_email=v["Do not email"], owner=v["Owner"], notes=v["Notes"],
+        logo_url=v["Logo URL"], do_not_email=v["Do not email"], scorecard=v["Scorecard"],
+        owner=v["Owner"], notes=v["Notes"],
         outreach_step=v["Outreach step"] or 0, last_emailed=v["Last emailed"], next_follow_up=v["Next follow-up"],
         stage_since=v["Stage since"], status=v["Automation status"], problems=tuple(p.problems),
     )

@@ -1,8 +1,9 @@
 """The send ledger rebuilt from the Log tab, for a state dir that was lost or emptied.
 
 The Log names, for every email sent, its job, template, recipient (a patient only as "patient of
-R-…"), row and Message-ID; the ledger key's step follows from those, as the jobs name them. So a
-new state dir learns, before anything is sent, what went out already and never sends it again.
+R-…"), row and Message-ID; the ledger key's step follows from those, as the jobs name them (a
+scorecard's is the quarter of its Time). So a new state dir learns, before anything is sent, what
+went out already and never sends it again.
 Pure: the caller reads the Log and writes the ledger.
 """
 
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 from automations import cells
 from automations.config import Settings
 from automations.core import SendKey
+from automations.jobs.scorecard import quarter_of
 from automations.model import Book
 from automations.sheets.base import Table
 
@@ -38,11 +40,12 @@ def sends_on_log(log: Table, book: Book, settings: Settings) -> list[Sent]:
         to = cells.one_line(log.get(row, "To"))
         if result != "sent" or not (job and template and row_id):
             continue
-        step = _step(job, template, row_id, to, settings, meetings)
+        when = _when(log.get(row, "Time"), tz)
+        step = quarter_of(when) if job == "scorecard" else _step(job, template, row_id, to, settings, meetings)
         if step:
             patient = to.startswith("patient of ")
             found.append((SendKey(job, row_id, step), template, "" if patient else to,
-                          cells.one_line(log.get(row, "Message-ID")), _when(log.get(row, "Time"), tz)))
+                          cells.one_line(log.get(row, "Message-ID")), when))
     return found
 
 

@@ -13,6 +13,7 @@ DIRECTIONS = ("Out", "In")
 CONSENTS = ("Yes", "No", "Revoked")
 EVENT_KINDS = ("Open house", "Class", "Screening", "Social", "Talk")
 YES = ("Yes",)
+SCORECARD = ("Yes", "No")  # blank means Yes: the quarterly scorecard goes to an Active partner
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ PARTNERS = TabSpec(
         Column("Referral procedure"),
         Column("Logo URL", "url"),
         Column("Do not email", "yes", choices=YES),
+        Column("Scorecard", "choice", choices=SCORECARD),
         Column("Owner"),
         Column("Notes"),
         Column("Outreach step", "int", auto=True),
@@ -153,6 +155,11 @@ JOB_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "dashboard": _PROGRAMME,
     "digest": _PROGRAMME,
     "replies": {"partners": ("Email",), "optouts": ("Email",)},
+    # Scorecard is needed: on a sheet made before the column existed no partner could have said No yet,
+    # so a missing column is not read as "blank = Yes". The counts need every column they count by.
+    "scorecard": {"partners": (*_PARTNER_ADDRESS, "Stage", "Scorecard"), "optouts": ("Email",),
+                  "referrals": ("Direction", "Partner", "Referred on", "Discharge date", "First visit"),
+                  "events": ("Event", "Date", "Partner")},
 }
 
 

@@ -126,8 +126,8 @@ def test_missing_column_names_it_and_init_as_the_fix(tmp_path: Path, staff_for: 
     staff.replace("Partners", [["Partner ID", "Stage"], ["P-0001", "Prospect"]])
     assert main(["--config", str(config_for(tmp_path / "settings.toml", settings)), "check"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert "Partners: column Business not found (outreach, discharge, referrals_in, events, dashboard, digest " \
-           "decide by it); add the column (`partnerloop init` adds it)" in out
+    assert "Partners: column Business not found (outreach, discharge, referrals_in, events, scorecard, dashboard, " \
+           "digest decide by it); add the column (`partnerloop init` adds it)" in out
     assert "Partners: column Outreach step not found (outreach decides by it); add the column " \
            "(`partnerloop init` adds it)" in out
 

@@ -84,8 +84,9 @@ def seed(settings: Settings) -> None:
 
 
 def write_config(tmp_path: Path, settings: Settings, smtp: SmtpServer) -> Path:
-    # No owner_email: `run --all` would add the owner's digest to the emails counted here.
-    return config_for(tmp_path / "crash.toml", settings, clinic={"owner_email": ""},
+    # No owner_email and no scorecard: `run --all` would add the owner's digest and the gyms' quarterly
+    # scorecards to the emails counted here.
+    return config_for(tmp_path / "crash.toml", settings, clinic={"owner_email": ""}, scorecard={"enabled": False},
                       email=email_section(smtp, timeout=10, daily_limit=100000, send_window="Mon-Sun 00:00-23:59"))
 
 

@@ -35,8 +35,9 @@ OWNER = "owner@riverside-pt.example"
 
 
 def due_with_digest(prospects: int) -> int:
-    """What `seed` makes due: an intro per prospect, three referral thank-yous and the owner's weekly digest."""
-    return prospects + 3 + 1
+    """What `seed` makes due: an intro per prospect, three referral thank-yous, the owner's weekly digest and
+    Harbor Gym's quarterly scorecard."""
+    return prospects + 3 + 1 + 1
 
 
 class Sleeps:
@@ -187,12 +188,14 @@ def test_a_fifth_of_sheets_requests_failing_never_duplicates_and_completes(
     assert sleeps.total == pytest.approx(total_wait)
     assert all(0 <= w <= RetryingHTTPClient.max_delay for w in sleeps.waits)
 
-    # Each step once: three letters per prospect, three thank-yous, a digest per week; the rows say so.
+    # Each step once: three letters per prospect, three thank-yous, a digest per week, a scorecard per quarter;
+    # the rows say so.
     sent = Counter((m.recipients[0], str(m.message["X-Partnerloop-Template"])) for m in smtp.messages)
     expected = Counter({(f"coach{i}@studio{i}.example", t): 1 for i in range(1, 41)
                         for t in ("outreach_intro", "outreach_follow_up_1", "outreach_follow_up_2")})
     expected[("dana@harbor.example", "referral_thanks")] = 3  # one per referral
     expected[(OWNER, "owner_digest")] = 3  # one per ISO week
+    expected[("dana@harbor.example", "partner_scorecard")] = 1  # one per quarter
     assert sent == expected
     rows = statuses(settings)
     total = len(smtp.messages)
@@ -227,9 +230,11 @@ def test_a_write_back_that_keeps_failing_stops_cleanly_and_the_next_run_complete
     assert not any(s.startswith(("Intro sent", "Thank-you sent")) for s in statuses(settings).values())
 
     report = run_jobs(google_world(settings, Sleeps()), ALL_JOBS)
-    assert len(smtp.messages) == due_with_digest(5) and report.count("already") == due_with_digest(5)
+    assert len(smtp.messages) == due_with_digest(5)
+    assert report.count("already") == due_with_digest(5) - 1  # the scorecard job knows its own is done
     rows = statuses(settings)
     assert all(rows[f"P-{i:04d}"].startswith("Intro sent") for i in range(1, 6))
+    assert rows["P-0900"] == "Quarterly scorecard sent 2026-11-27: Q3 2026 against Q2 2026"
     assert all(rows[f"R-{i:04d}"].startswith("Thank-you sent") for i in range(1, 4))
     assert sorted(log_ids(settings).values()) == [1] * due_with_digest(5)
 
@@ -247,7 +252,8 @@ def test_a_sheet_that_cannot_be_read_stops_before_sending_anything(
         emulator.reset_faults()
     assert not smtp.messages
     run_jobs(google_world(settings, Sleeps()), ALL_JOBS)
-    assert sorted(arrivals(smtp).values()) == [1, 1, 1, 1, 3]  # three intros, the digest, three thank-yous
+    assert sorted(arrivals(smtp).values()) == [1, 1, 1, 1, 4]  # three intros, the digest; three thank-yous and
+    # the scorecard to Harbor Gym
 
 
 def test_an_html_error_page_becomes_one_plain_line(tmp_path: Path, emulator: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from automations.config import ClinicSettings, settings_from_dict
 from automations.errors import ConfigError, PartnerloopError
+from automations.jobs.scorecard import Line, Quarter, Scorecard
 from automations.mail.render import (
     EMAIL_TEMPLATES,
     Renderer,
@@ -109,12 +110,20 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
             sheet_link="https://docs.google.com/spreadsheets/d/abc123",
             sheet_words="",
         )
+    scorecard = None
+    if template == "partner_scorecard":
+        lines = (Line("Patients we referred to you", 3, 1), Line("Our patients' first visits with you", 2, 1),
+                 Line("Clients you referred to us", 1, 0), Line("Your clients' first visits with us", 1, 0),
+                 Line("Events we held together", 1, 0))
+        scorecard = Scorecard(Quarter(2026, 3), Quarter(2026, 2), Quarter(2026, 4), lines, total=8, previous_total=2,
+                              referred_to_them=4)
     return {
         "clinic": clinic or clinic_settings(),
         "partner": None if template == "owner_digest" else partner,
         "referral": referral,
         "event": event,
         "digest": digest,
+        "scorecard": scorecard,
         "outreach": template.startswith("outreach_"),
         "recipient": "partner",
         "unsubscribe_mailto": "mailto:partners@riverside-pt.example?subject=unsubscribe",

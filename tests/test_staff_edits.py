@@ -248,8 +248,8 @@ def test_deleting_stage_then_running_outreach_sends_nothing_and_exits_2(
 
     status, out = cli(settings, tmp_path, capsys, "check")
     assert status == 1
-    assert ("Partners: column Stage not found (outreach, discharge, dashboard, digest decide by it); add the "
-            "column (`partnerloop init` adds it)") in out.splitlines()
+    assert ("Partners: column Stage not found (outreach, discharge, scorecard, dashboard, digest decide by it); "
+            "add the column (`partnerloop init` adds it)") in out.splitlines()
 
 
 def test_renamed_email_header_asks_to_rename_it_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -257,7 +257,7 @@ def test_renamed_email_header_asks_to_rename_it_back(tmp_path: Path, capsys: pyt
     edit_workbook(settings, lambda wb: rename_column(wb, "Partners", "Email", "E-mail"))
     status, out = cli(settings, tmp_path, capsys, "run", "--all")
     assert status == 2
-    assert "Partners: column Email not found (outreach, discharge, referrals_in, events decide by it); " \
+    assert "Partners: column Email not found (outreach, discharge, referrals_in, events, scorecard decide by it); " \
            "is it 'E-mail'? Rename it back to Email" in out
     assert not list(settings.email.outbox_dir.glob("*.eml"))
     status, out = cli(settings, tmp_path, capsys, "check")

@@ -10,12 +10,14 @@ from automations.jobs.outreach import plan_outreach
 from automations.jobs.plan import Job
 from automations.jobs.referrals_in import plan_referrals_in
 from automations.jobs.replies import plan_replies
+from automations.jobs.scorecard import plan_scorecard
 
 JOBS: dict[str, Job] = {
     "outreach": plan_outreach,
     "discharge": plan_discharge,
     "referrals_in": plan_referrals_in,
     "events": plan_events,
+    "scorecard": plan_scorecard,
     "dashboard": plan_dashboard,
     "digest": plan_digest,
     "replies": plan_replies,

@@ -14,7 +14,7 @@ from automations.sheets.base import RowWrite
 
 
 def render_context(inp: JobInput, template: str, *, partner: Partner | None = None, referral: Referral | None = None,
-                   event: Event | None = None, digest: Any = None, step: int = 1,
+                   event: Event | None = None, digest: Any = None, scorecard: Any = None, step: int = 1,
                    recipient: str = "partner") -> dict[str, Any]:
     """Every key the templates may use (SPEC §5); rows are passed as they are, with attribute access."""
     clinic = inp.settings.clinic
@@ -24,6 +24,7 @@ def render_context(inp: JobInput, template: str, *, partner: Partner | None = No
         "referral": referral,
         "event": event,
         "digest": digest,
+        "scorecard": scorecard,  # partner_scorecard only: the quarter's figures (jobs/scorecard.py)
         "outreach": template.startswith("outreach_"),
         "recipient": recipient,  # partner, patient, staff or owner: who this copy is for
         "unsubscribe_mailto": unsubscribe_mailto(clinic),

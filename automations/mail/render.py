@@ -41,6 +41,7 @@ EMAIL_TEMPLATES = (
     "referral_update",
     "referral_closed",
     "event_reminder",
+    "partner_scorecard",
     "owner_digest",
 )
 
@@ -612,6 +613,17 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
                                                "action": "no reply after the last follow-up: call Sam Sample"}]}],
             todo_count=1,
         )
+    scorecard = None
+    if name == "partner_scorecard":
+        quarter = SimpleNamespace(label="2026-Q3", name="Q3 2026", months="July to September 2026")
+        before = SimpleNamespace(label="2026-Q2", name="Q2 2026", months="April to June 2026")
+        scorecard = SimpleNamespace(
+            quarter=quarter, previous=before,
+            current=SimpleNamespace(label="2026-Q4", name="Q4 2026", months="October to December 2026"),
+            lines=[SimpleNamespace(label="Patients we referred to you", value=3, previous=1),
+                   SimpleNamespace(label="Events we held together", value=1, previous=0)],
+            total=4, previous_total=1, referred_to_them=4,
+        )
     from_email = getattr(clinic, "reply_to", "") or getattr(clinic, "from_email", "")
     return {
         "clinic": clinic,
@@ -619,6 +631,7 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "referral": referral,
         "event": event,
         "digest": digest,
+        "scorecard": scorecard,
         "outreach": name.startswith("outreach_"),
         "recipient": {"owner_digest": "owner", "discharge_patient": "patient"}.get(name, "partner"),
         "unsubscribe_mailto": f"mailto:{from_email}?subject=unsubscribe",

@@ -72,6 +72,8 @@ def config_for(path: Path, settings: Settings, **sections: Mapping[str, Any]) ->
     if settings.schedule:
         tables["schedule"] = dict(settings.schedule)
     tables["state"] = {"dir": settings.state_dir}
+    if not settings.scorecard_enabled:
+        tables["scorecard"] = {"enabled": False}
     if settings.templates_dir != DEFAULT_TEMPLATES:
         tables["templates"] = {"dir": settings.templates_dir}
     for name, values in sections.items():
