@@ -468,8 +468,9 @@ def test_after_one_run_all_the_dashboard_shows_that_run(sheet: tuple[Settings, A
     finally:
         world.ledger.close()
     sent = {job: report.count("sent", job) for job in JOBS if job != "replies"}
-    assert sent == {"outreach": 6, "discharge": 2, "referrals_in": 3, "events": 2, "dashboard": 0, "digest": 1}
-    assert len(list(settings.email.outbox_dir.glob("*.eml"))) == 14
+    assert sent == {"outreach": 6, "discharge": 2, "referrals_in": 3, "events": 2, "scorecard": 2, "dashboard": 0,
+                    "digest": 1}
+    assert len(list(settings.email.outbox_dir.glob("*.eml"))) == 16
     grid = read_grid(settings, emulator)
 
     _, health = block(grid, "Job health")
