@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import openpyxl
-from openpyxl.chart import LineChart, Reference
 from openpyxl.cell.cell import Cell
+from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.styles.numbers import is_date_format
 from openpyxl.utils import column_index_from_string, get_column_letter, quote_sheetname, range_boundaries
