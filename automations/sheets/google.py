@@ -315,7 +315,8 @@ class GoogleBackend:
                                                            "length": first + len(block) - 1 - grid_rows}})
                 values.append({"range": f"{quote_title(title)}!A{first}", "values": block})
                 changes.append(f"{title}: added {len(rows)} sample row(s)")
-            columns = next(iter(sheets.get(title, {}).get("data", [])), {}).get("columnMetadata", [])
+            data: list[dict[str, Any]] = sheets.get(title, {}).get("data", [])
+            columns = data[0].get("columnMetadata", []) if data else []
             formatting += _width_requests(sheet_id, spec, header, [*grid[1:], *block], columns)
         if formatting:
             self._call("formatting headers", self.http.batch_update, self.key, {"requests": formatting})

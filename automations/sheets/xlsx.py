@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import openpyxl
-from openpyxl.cell.cell import Cell
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.styles.numbers import is_date_format
@@ -104,7 +103,7 @@ class XlsxBackend:
             titles = {w.tab for w in writes}
             tables = {t: _table(workbook[t]) if t in workbook.sheetnames else None for t in titles}
             targets, report = plan_cells({t: v for t, v in tables.items() if v}, specs, writes)
-            written: dict[str, dict[int, list[Cell]]] = {}
+            written: dict[str, dict[int, list[Any]]] = {}
             for title, target in targets:
                 cell = workbook[title].cell(target.row, target.col + 1)
                 _set(cell, target.value)
@@ -121,7 +120,7 @@ class XlsxBackend:
                 raise SheetError(f"{self.path}: tab {title!r} is missing; run `partnerloop init`")
             sheet = workbook[title]
             last = _last_used_row(sheet)
-            written: dict[int, list[Cell]] = {}
+            written: dict[int, list[Any]] = {}
             for offset, row in enumerate(rows, start=1):
                 for col, value in enumerate(row, start=1):
                     cell = sheet.cell(last + offset, col)
@@ -320,6 +319,8 @@ def _lay_out_columns(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None
     fitted to the first and last SAMPLE_ROWS rows, so a tab of 100,000 rows costs what one of
     1,000 does; the cells each later run writes widen their columns as they are written.
     """
+    if not header:
+        return
     last = sheet.max_row
     blocks = [(2, last)] if last <= 2 * SAMPLE_ROWS + 1 else [(2, SAMPLE_ROWS + 1), (last - SAMPLE_ROWS + 1, last)]
     widths = [_header_width(name) for name in header]
@@ -338,7 +339,7 @@ def _lay_out_columns(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None
             _format_date_column(sheet, i, DATE_KINDS[column.kind])
 
 
-def _fit_written(sheet: Worksheet, columns: Mapping[int, Sequence[Cell]]) -> None:
+def _fit_written(sheet: Worksheet, columns: Mapping[int, Sequence[Any]]) -> None:
     """After a write: widen each column written to the longest of its header and the cells written."""
     for col, cells in columns.items():
         if _is_hidden(sheet, col):
@@ -386,7 +387,7 @@ def _cell_width(cell: Any) -> float:
 
 
 def _wrap(cell: Any) -> None:
-    """Wrap a long text cell, unless staff aligned it themselves."""
+    """Let a cell's text wrap onto more lines, unless staff aligned it themselves."""
     alignment = cell.alignment
     if not alignment.wrap_text and alignment.horizontal is None and alignment.vertical is None:
         cell.alignment = WRAP
@@ -433,7 +434,7 @@ def _own_dimension(sheet: Worksheet, col: int) -> ColumnDimension:
         part = ColumnDimension(sheet, index=get_column_letter(i), width=spanning.width, bestFit=spanning.bestFit,
                                hidden=spanning.hidden, outlineLevel=spanning.outlineLevel,
                                collapsed=spanning.collapsed, min=i, max=i)
-        part._style = copy.copy(spanning._style)
+        part._style = copy.copy(spanning._style)  # type: ignore[attr-defined]  # its style, whole
         dimensions[part.index] = part
     return dimensions[letter]
 
