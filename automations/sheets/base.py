@@ -295,6 +295,36 @@ class Backend(Protocol):
         """Group the writes inside into as few saves as the backend allows (the xlsx file: one)."""
 
 
+# Column widths, the same on both backends: as wide as the longest text, never past MAX_WIDTH_CHARS
+# characters; a date as wide as "2026-11-27", a date-time as "2026-11-27 09:30".
+MAX_WIDTH_CHARS = 50
+DATE_CHARS = {"date": 10, "datetime": 16}
+
+
+def text_chars(value: Any) -> int:
+    """Characters the longest line of *value* takes as text (0 for a blank)."""
+    if value is None or value == "":
+        return 0
+    return max((len(line) for line in str(value).splitlines()), default=0)
+
+
+def header_chars(name: Any) -> int:
+    """Characters a header needs on at most two lines (headers wrap rather than widen their column)."""
+    words = text(name).split()
+    if not words:
+        return 0
+    for width in range(max(len(w) for w in words), len(" ".join(words)) + 1):
+        lines, used = 1, -1
+        for word in words:
+            if used >= 0 and used + 1 + len(word) > width:
+                lines, used = lines + 1, len(word)
+            else:
+                used += 1 + len(word)
+        if lines <= 2:
+            return width
+    return len(" ".join(words))
+
+
 def as_cell(value: Any) -> Any:
     """A Python value as stored by both backends: dates stay dates, everything else plain."""
     if isinstance(value, (date, datetime, int, float)) or value is None:

@@ -26,7 +26,18 @@ from automations.cells import SERIAL_EPOCH, normalise_header, one_line, text
 from automations.config import GOOGLE_ENDPOINT, SheetSettings
 from automations.errors import SheetError
 from automations.schema import TabSpec
-from automations.sheets.base import Dashboard, RowWrite, Table, WriteReport, as_cell, plan_cells
+from automations.sheets.base import (
+    DATE_CHARS,
+    MAX_WIDTH_CHARS,
+    Dashboard,
+    RowWrite,
+    Table,
+    WriteReport,
+    as_cell,
+    header_chars,
+    plan_cells,
+    text_chars,
+)
 
 SCOPES = ("https://www.googleapis.com/auth/spreadsheets",)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -35,6 +46,10 @@ READ_PARAMS = {"valueRenderOption": "FORMULA", "dateTimeRenderOption": "SERIAL_N
 RAW = {"valueInputOption": "RAW"}
 DATE_FORMATS = {"date": {"type": "DATE", "pattern": "yyyy-mm-dd"},
                 "datetime": {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm"}}
+# What `init` reads of each tab beyond its values: properties, protected ranges, each column's width
+LAYOUT_FIELDS = "sheets(properties,protectedRanges,data.columnMetadata(pixelSize,hiddenByUser))"
+DEFAULT_COLUMN_PIXELS = 100  # a new column's width in Google Sheets
+SAMPLE_ROWS = 500  # rows at each end of a tab that `init` fits column widths to
 
 
 class SheetRequestError(SheetError):
@@ -185,10 +200,10 @@ class GoogleBackend:
         except (requests.ConnectionError, requests.Timeout):
             raise SheetError(f"cannot reach {self.settings.api_endpoint} ({what}); check the network and try again") from None
 
-    def _sheets(self) -> dict[str, dict[str, Any]]:
-        """Every tab's metadata (properties, protected ranges, charts) by title, in one request."""
-        meta = self._call("reading the sheet list", self.http.fetch_sheet_metadata, self.key,
-                          params={"includeGridData": "false"})
+    def _sheets(self, fields: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every tab's metadata (properties, protected ranges, charts; or *fields*) by title, in one request."""
+        params = {"fields": fields} if fields else {"includeGridData": "false"}
+        meta = self._call("reading the sheet list", self.http.fetch_sheet_metadata, self.key, params=params)
         return {s["properties"]["title"]: s for s in meta.get("sheets", [])}
 
     def _titles(self) -> dict[str, dict[str, Any]]:
@@ -250,7 +265,7 @@ class GoogleBackend:
         self, tabs: Sequence[tuple[str, TabSpec]], demo: Mapping[str, Sequence[Mapping[str, Any]]]
     ) -> list[str]:
         changes: list[str] = []
-        sheets = self._sheets()
+        sheets = self._sheets(LAYOUT_FIELDS)
         present = {title: sheet["properties"] for title, sheet in sheets.items()}
         missing = [title for title, _ in tabs if title not in present]
         if missing:
@@ -285,9 +300,9 @@ class GoogleBackend:
             formatting += _header_requests(sheet_id, spec, header)
             formatting += _protection_requests(sheet_id, spec, header, sheets.get(title, {}).get("protectedRanges", []))
             rows = demo.get(title, ())
+            block: list[list[Any]] = []
             if rows:
                 index = {normalise_header(h): i for i, h in enumerate(header)}
-                block = []
                 for record in rows:
                     line: list[Any] = [""] * len(header)
                     for name, value in record.items():
@@ -300,6 +315,9 @@ class GoogleBackend:
                                                            "length": first + len(block) - 1 - grid_rows}})
                 values.append({"range": f"{quote_title(title)}!A{first}", "values": block})
                 changes.append(f"{title}: added {len(rows)} sample row(s)")
+            data: list[dict[str, Any]] = sheets.get(title, {}).get("data", [])
+            columns = data[0].get("columnMetadata", []) if data else []
+            formatting += _width_requests(sheet_id, spec, header, [*grid[1:], *block], columns)
         if formatting:
             self._call("formatting headers", self.http.batch_update, self.key, {"requests": formatting})
         if values:
@@ -323,8 +341,9 @@ def _header_requests(sheet_id: int, spec: TabSpec, header: list[str]) -> list[di
         {"repeatCell": {
             "range": {"sheetId": sheet_id, "startRowIndex": 0, "endRowIndex": 1},
             "cell": {"userEnteredFormat": {"textFormat": {"bold": True},
-                                           "backgroundColor": {"red": 0.86, "green": 0.9, "blue": 0.95}}},
-            "fields": "userEnteredFormat(textFormat,backgroundColor)"}},
+                                           "backgroundColor": {"red": 0.86, "green": 0.9, "blue": 0.95},
+                                           "wrapStrategy": "WRAP"}},  # a long header takes two lines
+            "fields": "userEnteredFormat(textFormat,backgroundColor,wrapStrategy)"}},
         {"updateSheetProperties": {"properties": {"sheetId": sheet_id, "gridProperties": {"frozenRowCount": 1}},
                                    "fields": "gridProperties.frozenRowCount"}},
     ]
@@ -341,6 +360,36 @@ def _header_requests(sheet_id: int, spec: TabSpec, header: list[str]) -> list[di
         if column.kind in DATE_FORMATS:
             reqs.append({"repeatCell": {"range": area, "cell": {"userEnteredFormat": {
                 "numberFormat": DATE_FORMATS[column.kind]}}, "fields": "userEnteredFormat.numberFormat"}})
+    return reqs
+
+
+def _pixels(chars: float) -> int:
+    """Pixels *chars* characters of Arial 10 take in a cell, padding included."""
+    return round(chars * 7 + 12)
+
+
+def _width_requests(sheet_id: int, spec: TabSpec, header: list[str], rows: Sequence[Sequence[Any]],
+                    columns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Widen each column narrower than its header and text (the first and last SAMPLE_ROWS rows), up
+    to MAX_WIDTH_CHARS; a date column as wide as its dates. A hidden column, or one at least that
+    wide already (staff widened it), is left as it is: one request per column widened, none per row.
+    """
+    kinds = {normalise_header(c.name): c.kind for c in spec.columns}
+    sample = rows if len(rows) <= 2 * SAMPLE_ROWS else [*rows[:SAMPLE_ROWS], *rows[-SAMPLE_ROWS:]]
+    reqs = []
+    for i, name in enumerate(header):
+        meta = columns[i] if i < len(columns) else {}
+        if meta.get("hiddenByUser"):
+            continue
+        date_chars = DATE_CHARS.get(kinds.get(normalise_header(name), ""))
+        chars = [text_chars(row[i]) for row in sample if i < len(row)]
+        if date_chars is not None:  # dates read as serial numbers: as wide as the format shows them, rows or not
+            chars = [date_chars]
+        needed = min(_pixels(max([header_chars(name) * 1.1, *chars])), _pixels(MAX_WIDTH_CHARS))
+        if needed > meta.get("pixelSize", DEFAULT_COLUMN_PIXELS):
+            reqs.append({"updateDimensionProperties": {
+                "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": i, "endIndex": i + 1},
+                "properties": {"pixelSize": needed}, "fields": "pixelSize"}})
     return reqs
 
 

@@ -9,6 +9,7 @@ program would overwrite the automation's changes when it saves.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import os
 import tempfile
@@ -19,24 +20,50 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import openpyxl
 from openpyxl.chart import LineChart, Reference
-from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter, quote_sheetname, range_boundaries
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.styles.numbers import is_date_format
+from openpyxl.utils import column_index_from_string, get_column_letter, quote_sheetname, range_boundaries
 from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.dimensions import ColumnDimension
+from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from automations.cells import normalise_header, text
 from automations.errors import SheetError
-from automations.schema import TabSpec
-from automations.sheets.base import Dashboard, RowWrite, Table, WriteReport, as_cell, plan_cells
+from automations.schema import Column, TabSpec
+from automations.sheets.base import (
+    DATE_CHARS,
+    MAX_WIDTH_CHARS,
+    Dashboard,
+    RowWrite,
+    Table,
+    WriteReport,
+    as_cell,
+    header_chars,
+    plan_cells,
+    text_chars,
+)
 
 HEADER_FONT = Font(bold=True)
 HEADER_FILL = PatternFill("solid", fgColor="DCE6F1")
 TITLE_FONT = Font(bold=True, size=14)
 DATE_FORMAT = "yyyy-mm-dd"
-NUMBER_FORMATS = {"int": "0", "decimal": "0.0", "percent": "0%", "date": DATE_FORMAT, "datetime": "yyyy-mm-dd hh:mm"}
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
+NUMBER_FORMATS = {"int": "0", "decimal": "0.0", "percent": "0%", "date": DATE_FORMAT, "datetime": DATETIME_FORMAT}
+DATE_KINDS = {"date": DATE_FORMAT, "datetime": DATETIME_FORMAT}
+MIDNIGHT = datetime.min.time()
 VALIDATION_ROWS = 5000
+# Column widths, in characters (Excel's unit): fitted to the text, never past MAX_WIDTH (a longer
+# text is cut off at the next filled cell, as staff see it now: wrapping it would need row heights
+# that LibreOffice does not work out itself); SAMPLE_ROWS rows at each end of a tab are what `init` fits to.
+MAX_WIDTH = MAX_WIDTH_CHARS
+MIN_WIDTH = 6
+SAMPLE_ROWS = 500
+DEFAULT_WIDTH = 8.43  # a column the file gives no width: Excel's and LibreOffice's default
+WRAP = Alignment(wrap_text=True, vertical="top")
+HEADER_HEIGHT = 30  # points: two lines of text
 CHART_NAME_PREFIX = "partnerloop_chart_"
 
 
@@ -76,8 +103,13 @@ class XlsxBackend:
             titles = {w.tab for w in writes}
             tables = {t: _table(workbook[t]) if t in workbook.sheetnames else None for t in titles}
             targets, report = plan_cells({t: v for t, v in tables.items() if v}, specs, writes)
+            written: dict[str, dict[int, list[Any]]] = {}
             for title, target in targets:
-                _set(workbook[title].cell(target.row, target.col + 1), target.value)
+                cell = workbook[title].cell(target.row, target.col + 1)
+                _set(cell, target.value)
+                written.setdefault(title, {}).setdefault(target.col + 1, []).append(cell)
+            for title, columns in written.items():
+                _fit_written(workbook[title], columns)
         return report
 
     def append(self, title: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -88,9 +120,13 @@ class XlsxBackend:
                 raise SheetError(f"{self.path}: tab {title!r} is missing; run `partnerloop init`")
             sheet = workbook[title]
             last = _last_used_row(sheet)
+            written: dict[int, list[Any]] = {}
             for offset, row in enumerate(rows, start=1):
                 for col, value in enumerate(row, start=1):
-                    _set(sheet.cell(last + offset, col), value)
+                    cell = sheet.cell(last + offset, col)
+                    _set(cell, value)
+                    written.setdefault(col, []).append(cell)
+            _fit_written(sheet, written)
 
     def ensure_layout(
         self, tabs: Sequence[tuple[str, TabSpec]], demo: Mapping[str, Sequence[Mapping[str, Any]]]
@@ -124,6 +160,8 @@ class XlsxBackend:
                         for name, value in record.items():
                             _set(sheet.cell(start + offset, index[normalise_header(name)] + 1), value)
                     changes.append(f"{title}: added {len(rows)} sample row(s)")
+                _lay_out_columns(sheet, spec, header)
+                _set_up_printing(sheet)
             if creating and "Sheet" in workbook.sheetnames and len(workbook.sheetnames) > 1:
                 del workbook["Sheet"]
         return changes
@@ -213,15 +251,23 @@ def _table(sheet: Worksheet) -> Table:
 
 
 def _set(cell: Any, value: Any) -> None:
-    """Store a value as data: text starting with '=' stays text, dates get a date format."""
+    """Store a value as data: text starting with '=' stays text, dates get a date format.
+
+    A date format staff gave the cell is kept; only a cell without one (or with the plain date
+    format partnerloop gives, when a time of day now needs showing) gets partnerloop's.
+    """
     value = as_cell(value)
+    before = cell.number_format  # openpyxl gives a date its own format as it is stored
     cell.value = value
     if isinstance(value, str) and value.startswith("="):
         cell.data_type = "s"
-    elif isinstance(value, datetime):
-        cell.number_format = NUMBER_FORMATS["datetime"]
-    elif isinstance(value, date):
-        cell.number_format = DATE_FORMAT
+    elif isinstance(value, (date, datetime)):
+        if isinstance(value, datetime) and before == DATE_FORMAT and value.time() != MIDNIGHT:
+            cell.number_format = DATETIME_FORMAT  # partnerloop's date format, on a time of day
+        elif is_date_format(before):
+            cell.number_format = before  # staff's (or partnerloop's) date format
+        else:
+            cell.number_format = DATETIME_FORMAT if isinstance(value, datetime) else DATE_FORMAT
 
 
 def _last_used_row(sheet: Worksheet) -> int:
@@ -232,19 +278,20 @@ def _last_used_row(sheet: Worksheet) -> int:
 
 
 def _format_header(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None:
-    """Bold, shaded, frozen header; dropdowns for choice columns; date formats for date columns."""
+    """Bold, shaded, frozen header (two lines high, unless staff set its height); dropdowns for choice columns."""
     sheet.freeze_panes = "A2"
+    if sheet.row_dimensions[1].height is None:
+        sheet.row_dimensions[1].height = HEADER_HEIGHT
     existing = {str(dv.sqref) for dv in sheet.data_validations.dataValidation}
     for i, name in enumerate(header, start=1):
         cell = sheet.cell(1, i)
         cell.font = HEADER_FONT
         cell.fill = HEADER_FILL
-        letter = get_column_letter(i)
-        sheet.column_dimensions[letter].width = max(12, min(40, len(name) + 4))
-        try:
-            column = spec.column(next(c.name for c in spec.columns if normalise_header(c.name) == normalise_header(name)))
-        except StopIteration:
+        _wrap(cell)  # a long header takes two lines rather than widening its column
+        column = _spec_column(spec, name)
+        if column is None:
             continue  # a staff column: left as it is
+        letter = get_column_letter(i)
         area = f"{letter}2:{letter}{VALIDATION_ROWS}"
         if column.choices and area not in existing:
             quoted = ",".join(column.choices)
@@ -253,9 +300,150 @@ def _format_header(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None:
             validation.errorTitle = column.name
             validation.add(area)
             sheet.add_data_validation(validation)
-        if column.kind == "date":
-            for row in range(2, max(sheet.max_row, 2) + 1):
-                sheet.cell(row, i).number_format = DATE_FORMAT
+
+
+def _spec_column(spec: TabSpec, header: str) -> Column | None:
+    key = normalise_header(header)
+    return next((c for c in spec.columns if normalise_header(c.name) == key), None)
+
+
+# -- column widths, date formats and printing of the data tabs ---------------------------------------
+
+
+def _lay_out_columns(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None:
+    """At `init`: every column as wide as its header and the text of a sample of rows (at most
+    MAX_WIDTH: a longer text shows its start); date and date-time formats on partnerloop's date
+    columns and on their date cells.
+
+    Only ever widens, and never touches a hidden column; a format staff set is kept. Widths are
+    fitted to the first and last SAMPLE_ROWS rows, so a tab of 100,000 rows costs what one of
+    1,000 does; the cells each later run writes widen their columns as they are written.
+    """
+    if not header:
+        return
+    last = sheet.max_row
+    blocks = [(2, last)] if last <= 2 * SAMPLE_ROWS + 1 else [(2, SAMPLE_ROWS + 1), (last - SAMPLE_ROWS + 1, last)]
+    widths = [_header_width(name) for name in header]
+    for first, final in blocks:
+        for row in sheet.iter_rows(min_row=first, max_row=final, max_col=len(header)):
+            for i, cell in enumerate(row):
+                widths[i] = max(widths[i], _cell_width(cell))
+    for i, name in enumerate(header, start=1):
+        if _is_hidden(sheet, i):
+            continue
+        column = _spec_column(spec, name)
+        if column is not None and column.kind in DATE_KINDS:  # wide enough for the dates to come, too
+            widths[i - 1] = max(widths[i - 1], DATE_CHARS[column.kind] + 2)
+        _widen(sheet, i, widths[i - 1])
+        if column is not None and column.kind in DATE_KINDS:
+            _format_date_column(sheet, i, DATE_KINDS[column.kind])
+
+
+def _fit_written(sheet: Worksheet, columns: Mapping[int, Sequence[Any]]) -> None:
+    """After a write: widen each column written to the longest of its header and the cells written."""
+    for col, cells in columns.items():
+        if _is_hidden(sheet, col):
+            continue
+        _widen(sheet, col, max([*(_cell_width(c) for c in cells), _header_width(sheet.cell(1, col).value)]))
+
+
+def _format_date_column(sheet: Worksheet, col: int, date_format: str) -> None:
+    """The column's own format (what a new cell typed there gets), and its date cells' format, where
+    staff set none (or partnerloop's date format where the column now holds date-times)."""
+    ours = {"General", DATE_FORMAT, date_format}
+    dimension = _own_dimension(sheet, col)
+    if dimension.number_format in ours:
+        dimension.number_format = date_format
+    for (cell,) in sheet.iter_rows(min_row=2, min_col=col, max_col=col):
+        if isinstance(cell.value, date) and cell.number_format in ours:
+            cell.number_format = date_format
+
+
+def _set_up_printing(sheet: Worksheet) -> None:
+    """Printed or exported to PDF: landscape, one page wide and as long as it takes, the header on
+    every page, grid lines between the cells."""
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    if sheet.sheet_properties.pageSetUpPr is None:
+        sheet.sheet_properties.pageSetUpPr = PageSetupProperties()
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.print_title_rows = "1:1"
+    sheet.print_options.gridLines = True
+
+
+def _header_width(name: Any) -> float:
+    """A header's width on at most two lines, in bold (about a tenth wider), with room either side."""
+    return header_chars(name) * 1.1 + 2
+
+
+def _cell_width(cell: Any) -> float:
+    """The width a cell's value needs, with a little room either side; a date as its format shows it."""
+    value = cell.value
+    if isinstance(value, (date, datetime)):
+        shown = cell.number_format if cell.number_format != "General" else DATETIME_FORMAT
+        return len(shown.replace("\\", "").replace('"', "")) + 2
+    width = text_chars(value)
+    return width + 2 if width else 0
+
+
+def _wrap(cell: Any) -> None:
+    """Let a cell's text wrap onto more lines, unless staff aligned it themselves."""
+    alignment = cell.alignment
+    if not alignment.wrap_text and alignment.horizontal is None and alignment.vertical is None:
+        cell.alignment = WRAP
+
+
+def _dimension_covering(sheet: Worksheet, col: int) -> tuple[str, ColumnDimension] | None:
+    """The column dimension (its key and itself) that covers column *col*, if the file gives one."""
+    for key, dimension in sheet.column_dimensions.items():
+        low = dimension.min or column_index_from_string(key)
+        high = dimension.max or low
+        if low <= col <= high:
+            return key, dimension
+    return None
+
+
+def _is_hidden(sheet: Worksheet, col: int) -> bool:
+    found = _dimension_covering(sheet, col)
+    return found is not None and bool(found[1].hidden or (found[1].customWidth and found[1].width == 0))
+
+
+def _width(sheet: Worksheet, col: int) -> float:
+    found = _dimension_covering(sheet, col)
+    if found is not None and found[1].customWidth:
+        return float(found[1].width)
+    return float(sheet.sheet_format.defaultColWidth or DEFAULT_WIDTH)
+
+
+def _own_dimension(sheet: Worksheet, col: int) -> ColumnDimension:
+    """The dimension of column *col* alone: one spanning several columns (staff set B:D) is split
+    into one per column first, each keeping the range's width, style and outline."""
+    dimensions = sheet.column_dimensions
+    letter = get_column_letter(col)
+    found = _dimension_covering(sheet, col)
+    if found is None:
+        dimension = ColumnDimension(sheet, index=letter, width=_width(sheet, col), min=col, max=col)
+        dimensions[letter] = dimension
+        return dimension
+    key, spanning = found
+    low, high = spanning.min or col, spanning.max or col
+    if low == high:
+        return spanning
+    del dimensions[key]
+    for i in range(low, high + 1):
+        part = ColumnDimension(sheet, index=get_column_letter(i), width=spanning.width, bestFit=spanning.bestFit,
+                               hidden=spanning.hidden, outlineLevel=spanning.outlineLevel,
+                               collapsed=spanning.collapsed, min=i, max=i)
+        part._style = copy.copy(spanning._style)  # type: ignore[attr-defined]  # its style, whole
+        dimensions[part.index] = part
+    return dimensions[letter]
+
+
+def _widen(sheet: Worksheet, col: int, needed: float) -> None:
+    """Make column *col* at least *needed* characters wide (at most MAX_WIDTH); never narrower."""
+    needed = round(min(max(needed, MIN_WIDTH), MAX_WIDTH), 1)
+    if _width(sheet, col) < needed:
+        _own_dimension(sheet, col).width = needed
 
 
 def _draw_dashboard(sheet: Worksheet, dashboard: Dashboard) -> None:

@@ -16,8 +16,8 @@ Quick use::
 
 Endpoints (under ``/v4/spreadsheets``): create, get, batchUpdate (addSheet, deleteSheet,
 updateSheetProperties, repeatCell, setDataValidation, addProtectedRange, addChart,
-updateCells, autoResizeDimensions, appendDimension, insertDimension, deleteDimension,
-deleteEmbeddedObject for charts),
+updateCells, autoResizeDimensions, updateDimensionProperties, appendDimension, insertDimension,
+deleteDimension, deleteEmbeddedObject for charts),
 values.get / batchGet / update / batchUpdate / append / clear / batchClear.
 
 Deliberate simplifications (everything else aims to be Google's observable behaviour):
@@ -610,6 +610,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "UpdateCellsRequest": {"start": "GridCoordinate", "range": "GridRange", "rows": "[]RowData",
                            "fields": "string"},
     "AutoResizeDimensionsRequest": {"dimensions": "DimensionRange", "dataSourceSheetDimensions": "object"},
+    "UpdateDimensionPropertiesRequest": {"range": "DimensionRange", "dataSourceSheetRange": "object",
+                                         "properties": "DimensionProperties", "fields": "string"},
+    "DimensionProperties": {"hiddenByFilter": "bool", "hiddenByUser": "bool", "pixelSize": "int32",
+                            "developerMetadata": "[]object", "dataSourceColumnReference": "object"},
     "AppendDimensionRequest": {"sheetId": "int32", "dimension": "enum:Dimension", "length": "int32"},
     "InsertDimensionRequest": {"range": "DimensionRange", "inheritFromBefore": "bool"},
     "DeleteDimensionRequest": {"range": "DimensionRange"},
@@ -683,7 +687,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 IMPLEMENTED_REQUESTS = (
     "addSheet", "deleteSheet", "updateSheetProperties", "repeatCell", "setDataValidation", "addProtectedRange",
     "addChart", "updateCells", "autoResizeDimensions", "appendDimension", "insertDimension", "deleteDimension",
-    "deleteEmbeddedObject",
+    "deleteEmbeddedObject", "updateDimensionProperties",
 )
 #: Real Sheets request kinds that the emulator does not implement (answered with a clear 400).
 UNIMPLEMENTED_REQUESTS = frozenset({
@@ -696,7 +700,7 @@ UNIMPLEMENTED_REQUESTS = frozenset({
     "mergeCells", "moveDimension", "pasteData", "randomizeRange", "refreshDataSource", "setBasicFilter",
     "sortRange", "textToColumns", "trimWhitespace", "unmergeCells", "updateBanding", "updateBorders",
     "updateChartSpec", "updateConditionalFormatRule", "updateDataSource", "updateDeveloperMetadata",
-    "updateDimensionGroup", "updateDimensionProperties", "updateEmbeddedObjectBorder",
+    "updateDimensionGroup", "updateEmbeddedObjectBorder",
     "updateEmbeddedObjectPosition", "updateFilterView", "updateNamedRange", "updateProtectedRange",
     "updateSlicerSpec", "updateSpreadsheetProperties", "updateTable",
 })
@@ -1689,6 +1693,8 @@ class Sheet:
     cells: dict[tuple[int, int], Cell] = field(default_factory=dict)
     protected_ranges: list[dict[str, Any]] = field(default_factory=list)
     charts: list[dict[str, Any]] = field(default_factory=list)
+    # DimensionProperties set by updateDimensionProperties, by dimension ("ROWS", "COLUMNS") and index
+    dimensions: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: {"ROWS": {}, "COLUMNS": {}})
 
     @property
     def sheet_id(self) -> int:
@@ -1723,7 +1729,13 @@ class Sheet:
 
     def clone(self) -> Sheet:
         return Sheet(copy.deepcopy(self.properties), dict(self.cells), copy.deepcopy(self.protected_ranges),
-                     copy.deepcopy(self.charts))
+                     copy.deepcopy(self.charts), copy.deepcopy(self.dimensions))
+
+    def dimension_properties(self, dimension: str, index: int) -> dict[str, Any]:
+        """A row's or column's DimensionProperties as Google reports them (default size 21 / 100 pixels)."""
+        default = {"pixelSize": 21 if dimension == "ROWS" else 100}
+        return {**default, **{k: v for k, v in self.dimensions[dimension].get(index, {}).items()
+                              if v is not None and v is not False}}
 
     def prune(self, row: int, col: int) -> None:
         cell = self.cells.get((row, col))
@@ -1745,6 +1757,8 @@ class Sheet:
         self.grid_properties["rowCount"] = rows
         self.grid_properties["columnCount"] = cols
         self.cells = {k: v for k, v in self.cells.items() if k[0] < rows and k[1] < cols}
+        for dimension, size in (("ROWS", rows), ("COLUMNS", cols)):
+            self.dimensions[dimension] = {i: p for i, p in self.dimensions[dimension].items() if i < size}
 
     def shift(self, dimension: str, start: int, count: int) -> None:
         """Insert (count > 0) or delete (count < 0) rows/columns at *start*, moving content along."""
@@ -1759,6 +1773,10 @@ class Sheet:
             new_key = (pos, key[1]) if axis == 0 else (key[0], pos)
             moved[new_key] = cell
         self.cells = moved
+        # an inserted row or column has the default size; a deleted one takes its size with it
+        self.dimensions[dimension] = {(i + count if i >= start else i): props
+                                      for i, props in self.dimensions[dimension].items()
+                                      if not (count < 0 and start <= i < start - count)}
         start_key, end_key = ("startRowIndex", "endRowIndex") if axis == 0 else ("startColumnIndex", "endColumnIndex")
         kept = []
         for protected in self.protected_ranges:
@@ -2558,6 +2576,28 @@ class BatchUpdateService:
                             f"{dimension.lower()}")
         return {}
 
+    def do_update_dimension_properties(self, doc: Spreadsheet, req: dict[str, Any],
+                                       ctx: BatchContext) -> dict[str, Any]:
+        if "dataSourceSheetRange" in req:
+            raise ctx.error("dataSourceSheetRange is only valid on a data source sheet.")
+        if "range" not in req:
+            raise ctx.error("range must be set.")
+        rng = req["range"]
+        sheet = self.sheet(doc, rng.get("sheetId", 0), ctx)
+        dimension, start, end = self.dimension_range(rng, sheet, ctx)
+        size = sheet.row_count if dimension == "ROWS" else sheet.column_count
+        if end > size or start >= end:
+            raise ctx.error(f"Invalid dimension range: startIndex {start}, endIndex {end} (the grid has {size} "
+                            f"{dimension.lower()})")
+        mask = self.mask(req.get("fields"), ctx)
+        properties = req.get("properties", {})
+        if properties.get("pixelSize", 0) < 0:
+            raise ctx.error("pixelSize must not be negative.")
+        for index in range(start, end):
+            current = sheet.dimensions[dimension].setdefault(index, {})
+            mask.apply(current, properties)
+        return {}
+
     def do_append_dimension(self, doc: Spreadsheet, req: dict[str, Any], ctx: BatchContext) -> dict[str, Any]:
         sheet = self.sheet(doc, req.get("sheetId", 0), ctx)
         dimension = req.get("dimension", "DIMENSION_UNSPECIFIED")
@@ -2670,8 +2710,9 @@ class SpreadsheetView:
                 rows.append({"values": values})
         if rows:
             out["rowData"] = rows
-        out["rowMetadata"] = [{"pixelSize": 21} for _ in range(grid.height)]
-        out["columnMetadata"] = [{"pixelSize": 100} for _ in range(grid.width)]
+        out["rowMetadata"] = [sheet.dimension_properties("ROWS", r) for r in range(grid.start_row, grid.start_row + grid.height)]
+        out["columnMetadata"] = [sheet.dimension_properties("COLUMNS", c)
+                                 for c in range(grid.start_col, grid.start_col + grid.width)]
         return out
 
     def cell_data(self, sheet: Sheet, row: int, col: int, formatted: ValueRenderer,
