@@ -145,13 +145,6 @@ def job_names(args: argparse.Namespace, settings: Settings) -> list[str]:
     return list(dict.fromkeys(args.jobs))
 
 
-def job_notes(settings: Settings, jobs: Sequence[str]) -> list[str]:
-    """What the summary says about a job the config turned off (it ran, and sent nothing)."""
-    from automations.jobs.scorecard import DISABLED, JOB
-
-    return [DISABLED] if JOB in jobs and not settings.scorecard_enabled else []
-
-
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
@@ -175,7 +168,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         end_progress()
-    report.notes += job_notes(settings, jobs)
     if args.dry_run:
         for outcome in report.outcomes:
             if outcome.result == "already":
@@ -202,11 +194,11 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     from automations.preview import preview
 
     world = make_world(settings, args)
-    shown = preview(world, args.job, args.id)
+    shown, notes = preview(world, args.job, args.id)
     for block in shown:
         say(block)
     if not shown:
-        for line in job_notes(settings, [args.job]):
+        for line in notes:
             say(line)
         say(f"preview: {args.job} has nothing to send" + (f" for {args.id}" if args.id else "") + " now")
     return 0
@@ -224,7 +216,6 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
             report = run_jobs(world, [job])
         finally:
             world.ledger.close()
-        report.notes += job_notes(settings, [job])
         return report
 
     daemon = Daemon(settings, run_job)

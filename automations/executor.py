@@ -371,6 +371,7 @@ class _Run:
                 f"partner repl{'y' if len(replies.replies) == 1 else 'ies'}, {len(new_optouts)} opt-out(s), "
                 f"{len(replies.bounces)} bounce(s)")
         plans += [JOBS[job](job_input) for job in self.jobs if job != "replies" and job not in AFTER_SENDS]
+        self.report.notes += [note for plan in plans for note in plan.notes]
         self.report.attention = sorted({f"{p.ref.tab} {p.ref.label}" for p in job_input.book.problems})
         self.book = job_input.book
         self.planned = job_input  # with what the mailbox brought in this run (replies, opt-outs)

@@ -15,8 +15,9 @@ from automations.core import Result
 from automations.executor import run_jobs
 
 
-def preview(world: Any, job: str, row_id: str | None = None) -> list[str]:
-    """Each due email of *job* rendered as text: recipient, subject and the text part."""
+def preview(world: Any, job: str, row_id: str | None = None) -> tuple[list[str], list[str]]:
+    """Each due email of *job* rendered as text (recipient, subject and the text part), and what the run
+    says of the job beside its emails (e.g. that the config turned it off)."""
     report = run_jobs(world, [job], dry_run=True, row_id=row_id)
     blocks = []
     for outcome in report.outcomes:
@@ -34,7 +35,7 @@ def preview(world: Any, job: str, row_id: str | None = None) -> list[str]:
             rendered.text.rstrip(),
             "",
         ]), email.context.get("referral")))
-    return blocks
+    return blocks, report.notes
 
 
 def _without_patient(text: str, referral: Any) -> str:

@@ -56,6 +56,7 @@ class Plan:
     appends: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)  # tab key -> new rows
     replies: Mapping[str, date] = field(default_factory=dict)  # partner ID -> the day they replied
     bounces: Mapping[str, date] = field(default_factory=dict)  # address -> the day it bounced
+    notes: tuple[str, ...] = ()  # what the run's summary says of the job (e.g. turned off in the config)
 
 
 @dataclass(frozen=True)

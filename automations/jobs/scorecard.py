@@ -12,7 +12,7 @@ them, dated in the quarter. Counts only: never a patient's name, goal or contact
 about a referral beyond it being counted.
 
 `Scorecard` = No keeps a partner out; blank or Yes lets it in; anything else is a problem on the row,
-held until staff fix it. `[scorecard] enabled = false` sends nothing (the run's summary says so).
+held until staff fix it. `[scorecard] enabled = false` sends nothing (the run's summary and job health say so).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def scorecard_for(book: Book, partner: Partner, today: date) -> Scorecard:
 
 def plan_scorecard(inp: JobInput) -> Plan:
     if not inp.settings.scorecard_enabled:
-        return Plan(JOB)  # the CLI's summary says so (DISABLED)
+        return Plan(JOB, notes=(DISABLED,))
     today = _clinic_day(inp)
     quarter = Quarter.of(today)
     if today < quarter.first_weekday:
