@@ -17,7 +17,7 @@ from automations.mail.render import Renderer
 from automations.model import read_book
 from automations.sheets import open_backend
 from tests.conftest import make_settings, plan_for, seed_sheet, world_for
-from tests.support.sixty_days import d, day0_rows
+from tests.support.sixty_days import at, d, day0_rows
 
 TZ = ZoneInfo("America/Chicago")
 STAFF = "frontdesk@riverside-pt.example"
@@ -43,11 +43,11 @@ def test_a_reminder_is_due_only_within_reminder_days_of_the_event(workbook: Call
     assert settings.reminder_days == 3
     assert plan_for(settings, "events", at_nine(36)).emails == ()  # E-0001 is on day 40
     due = plan_for(settings, "events", at_nine(37)).emails
-    assert [(e.row.row_id, e.step, e.to_email) for e in due] == [("E-0001", "partner", "run@club.example"),
-                                                                  ("E-0001", "staff", STAFF)]
+    assert [(e.row.row_id, e.recipient, e.to_email) for e in due] == [("E-0001", "partner", "run@club.example"),
+                                                                       ("E-0001", "staff", STAFF)]
     assert {e.sent_status for e in due} == {f"Partner reminder sent {d(37).isoformat()}",
                                             f"Staff reminder sent {d(37).isoformat()}"}
-    assert [e.step for e in plan_for(settings, "events", at_nine(40)).emails] == ["partner", "staff"]
+    assert [e.recipient for e in plan_for(settings, "events", at_nine(40)).emails] == ["partner", "staff"]
     assert plan_for(settings, "events", at_nine(41)).emails == ()  # the event is past
 
 
@@ -63,7 +63,7 @@ def test_a_partner_who_cannot_be_emailed_gets_no_reminder_and_the_row_says_so(
     settings = workbook(
         partners=[{"Partner ID": "P-0001", "Business": "Quiet Studio", "Email": "quiet@studio.example",
                    "Stage": "Active", "Do not email": "Yes"}],
-        events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2), "Partner": "Quiet Studio"}])
+        events=[{"Event ID": "E-0001", "Event": "Open house", "Date": at(2, 18), "Partner": "Quiet Studio"}])
     plan = plan_for(settings, "events", at_nine(0))
     assert [e.recipient for e in plan.emails] == ["staff"]
     assert [dict(w.values) for w in plan.writes] == [
@@ -83,7 +83,7 @@ def test_each_copy_of_a_reminder_is_tracked_apart_and_a_held_one_goes_later(
     def run(day: int) -> list[str]:
         moment = datetime.combine(d(day), time(9), TZ)
         report = run_jobs(world_for(settings, lambda: moment), ["events"])
-        return [f"{o.email.step} {o.result}" for o in report.outcomes]
+        return [f"{o.email.recipient} {o.result}" for o in report.outcomes]
 
     assert run(37) == ["partner sent", "staff held"]  # daily_limit 1: the staff copy waits
     [event] = [e for e in read_book(open_backend(settings), settings).events if e.id == "E-0001"]

@@ -253,9 +253,9 @@ def _format_header(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None:
             validation.errorTitle = column.name
             validation.add(area)
             sheet.add_data_validation(validation)
-        if column.kind == "date":
+        if column.kind in ("date", "datetime"):
             for row in range(2, max(sheet.max_row, 2) + 1):
-                sheet.cell(row, i).number_format = DATE_FORMAT
+                sheet.cell(row, i).number_format = NUMBER_FORMATS[column.kind]
 
 
 def _draw_dashboard(sheet: Worksheet, dashboard: Dashboard) -> None:
