@@ -476,7 +476,8 @@ def _event(p: _Parsed, index: PartnerIndex) -> Event:
         end = v["Ends"]
         ends = datetime.combine(starts.date(), end) if isinstance(end, time) else end or starts + DEFAULT_LENGTH
         if ends <= starts:
-            p.problems.append(f"Ends {cells.text(end)[:40]!r} is not after the start ({starts:%Y-%m-%d %H:%M}); "
+            shown = f"{end:%H:%M}" if isinstance(end, time) else f"{ends:%Y-%m-%d %H:%M}"
+            p.problems.append(f"Ends {shown} is not after the start ({starts:%Y-%m-%d %H:%M}); "
                               "write the time the event ends, like 19:00, or leave it blank for one hour")
             ends = None
     return Event(

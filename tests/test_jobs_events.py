@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 from automations.config import Settings
 from automations.executor import run_jobs
 from automations.mail.render import Renderer
-from automations.model import read_book
+from automations.model import Event, read_book
 from automations.sheets import open_backend
-from tests.conftest import make_settings, plan_for, seed_sheet, world_for
+from tests.conftest import Staff, make_settings, plan_for, seed_sheet, world_for
+from tests.support.invites import Received, received
+from tests.support.smtp_server import SmtpServer, email_section
 from tests.support.sixty_days import at, d, day0_rows
 
 TZ = ZoneInfo("America/Chicago")
@@ -102,3 +104,104 @@ def test_a_copy_still_held_when_the_event_has_passed_says_so(workbook: Callable[
         if day == 37:
             assert "Partner reminder held: outside the send window" in event.status and "goes out from" in event.status
     assert event.status == f"Partner reminder and Staff reminder not sent: the event was on {d(40).isoformat()}"
+
+
+# -- the event's calendar invite ---------------------------------------------------------------------------------
+
+EVENT_UID = "event-e-0001@riverside-pt.example"
+
+
+def run_events(settings: Settings, day: int, minute: int = 0) -> None:
+    moment = datetime.combine(d(day), time(9, minute), TZ)
+    run_jobs(world_for(settings, lambda: moment), ["events"])
+
+
+def by_recipient(smtp: SmtpServer) -> dict[str, list[Received]]:
+    found: dict[str, list[Received]] = {}
+    for message in smtp.messages:
+        found.setdefault(message.recipients[0], []).append(received(message.raw))
+    return found
+
+
+def event_row(settings: Settings) -> Event:
+    return next(e for e in read_book(open_backend(settings), settings).events if e.id == "E-0001")
+
+
+def test_each_reminder_carries_the_events_invite_and_says_the_day_and_time(
+        workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    settings = workbook(email=email_section(smtp), **day0_rows())
+    run_events(settings, 37)
+    run_events(settings, 37, 5)  # a re-run sends nothing more
+    mail = by_recipient(smtp)
+    assert sorted(mail) == ["frontdesk@riverside-pt.example", "run@club.example"]
+    for [copy] in mail.values():
+        assert copy.method == "REQUEST"
+        event = copy.attachment.walk("VEVENT")[0]
+        assert str(event["UID"]) == EVENT_UID and event["SEQUENCE"] == 0
+        assert event["DTSTART"].dt == datetime.combine(d(40), time(17, 30), TZ)
+        assert event["DTEND"].dt == datetime.combine(d(40), time(19, 0), TZ)
+        assert event["DTSTART"].params["TZID"] == "America/Chicago"
+        assert str(event["LOCATION"]) == "Clinic studio"
+        assert str(event["SUMMARY"]) == "Healthy Knees Open House with Active Run Club"
+        assert copy.subject == "Reminder: Healthy Knees Open House on Saturday, December 12 at 5:30 PM"
+        assert ("Healthy Knees Open House, which we're hosting with Active Run Club, is in 3 days, on Saturday, "
+                "December 12, 2026, 5:30 PM to 7:00 PM Central Time.") in copy.text
+    [partner] = mail["run@club.example"]
+    assert str(partner.event["ATTENDEE"]) == "mailto:run@club.example"
+
+
+def test_a_moved_event_sends_one_update_to_each_copy(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    settings = workbook(email=email_section(smtp), **day0_rows())
+    run_events(settings, 37)
+    staff_for(settings).edit("Events", "E-0001", Date="2026-12-19 10:00", Ends="")
+    for minute in (0, 5):
+        run_events(settings, 38, minute)
+    for first, update in by_recipient(smtp).values():
+        assert str(update.event["UID"]) == str(first.event["UID"]) == EVENT_UID
+        assert (first.event["SEQUENCE"], update.event["SEQUENCE"]) == (0, 1)
+        assert update.event["DTSTART"].dt == datetime(2026, 12, 19, 10, 0, tzinfo=TZ)
+        assert update.event["DTEND"].dt == datetime(2026, 12, 19, 11, 0, tzinfo=TZ)  # Ends blank: one hour
+        assert update.subject == "New time: Healthy Knees Open House on Saturday, December 19 at 10:00 AM"
+        assert "has a new time: Saturday, December 19, 2026, 10:00 AM to 11:00 AM Central Time" in update.text
+    assert "Partner update sent" in event_row(settings).status
+
+
+def test_a_cleared_event_date_sends_one_cancellation_to_each_copy(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    settings = workbook(email=email_section(smtp), **day0_rows())
+    run_events(settings, 37)
+    staff_for(settings).edit("Events", "E-0001", Date="")
+    for minute in (0, 5):
+        run_events(settings, 38, minute)
+    for _, cancel in by_recipient(smtp).values():
+        assert cancel.method == "CANCEL" and str(cancel.event["STATUS"]) == "CANCELLED"
+        assert str(cancel.event["UID"]) == EVENT_UID and cancel.event["SEQUENCE"] == 1
+        assert cancel.event["DTSTART"].dt == datetime.combine(d(40), time(17, 30), TZ)
+        assert cancel.subject == "Cancelled: Healthy Knees Open House on Saturday, December 12 at 5:30 PM"
+        assert "is cancelled" in cancel.text
+    status = event_row(settings).status
+    assert "Date is empty" in status and "Partner cancellation sent" in status
+
+
+def test_an_event_date_without_a_time_holds_the_reminder_and_says_how_to_write_it(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    rows = day0_rows()
+    rows["events"][0]["Date"] = d(40)
+    settings = workbook(email=email_section(smtp), **rows)
+    run_events(settings, 37)
+    assert smtp.messages == []
+    assert event_row(settings).status == ("Reminder held: Date 2026-12-12 has no start time; write the date and "
+                                          "time, like 2026-12-12 17:30 or 12/12/2026 5:30 PM")
+    staff_for(settings).edit("Events", "E-0001", Date="12/12/2026 6pm")
+    run_events(settings, 37, 5)
+    assert [m.event["DTSTART"].dt for m in by_recipient(smtp)["run@club.example"]] == [
+        datetime(2026, 12, 12, 18, 0, tzinfo=TZ)]
+
+
+def test_an_end_before_the_start_is_a_problem_on_the_row(workbook: Callable[..., Settings]) -> None:
+    rows = day0_rows()
+    rows["events"][0]["Ends"] = "4:00 PM"
+    settings = workbook(**rows)
+    assert [e.row.row_id for e in plan_for(settings, "events", at_nine(37)).emails] == []
+    assert "Ends 16:00 is not after the start (2026-12-12 17:30)" in event_row(settings).problems[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from automations.check import problem_status
 from automations.core import SendKey
 from automations.jobs import invites
 from automations.jobs.common import attention, day, render_context, signer, status_write
@@ -49,7 +50,9 @@ def plan_events(inp: JobInput) -> Plan:
     for event in inp.book.events:
         copies, note = _copies(inp, event)
         if event.problems:
-            writes += attention(event.ref, event.status, event.problems)
+            cancelled = event.date is None and any(c.last is not None and c.last.kind == "cancel" for c in copies)
+            if not (cancelled and event.status.startswith(problem_status(event.problems))):
+                writes += attention(event.ref, event.status, event.problems)  # (the cancellations' news kept)
             if event.date is None:  # the Date was cleared: a copy on someone's calendar is cancelled
                 emails += [e for c in copies if (e := _cancellation(inp, event, c)) is not None]
             continue

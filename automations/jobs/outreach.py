@@ -133,9 +133,11 @@ MEETING = "meeting_"  # the steps of a partner's meeting invites (see automation
 def _meeting(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     """The confirmation (an invite) of a future meeting, or its update when staff moved it since."""
     today = inp.today
+    sent = invites.history(inp, "outreach", p.id, MEETING)
+    if p.meeting_date is None and sent and sent[-1].kind == "cancel":
+        return None, None  # the row says the cancellation went; a new date starts again
     if p.meeting_date is None or p.meeting_date < today:
         return None, "Meeting: add a future Meeting date to send the confirmation"
-    sent = invites.history(inp, "outreach", p.id, MEETING)
     if p.meeting_at is None:
         if any(s.when == p.meeting_date.isoformat() for s in sent):
             return None, None  # confirmed by date alone, before invites carried the time
