@@ -37,7 +37,7 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
                  next_=ago(1), since=ago(22)),
         _partner("P-0005", "Green Plate Nutrition", "Dietitian", "Sam Ortiz", "sam@greenplate.example", "Meeting",
                  why="nutrition support for patients recovering from surgery",
-                 meeting=datetime.combine(today + timedelta(days=6), time(10)),
+                 meeting=datetime.combine(_weekday(today + timedelta(days=6)), time(10)),
                  step=1, last=ago(20), since=ago(3)),
         _partner("P-0006", "Core Pilates Loft", "Yoga/Pilates studio", "Ines Duarte", "ines@corepilates.example",
                  "Agreement", why="core stability classes led by rehab-trained instructors",
@@ -103,6 +103,11 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
     ]
     optouts = [{"Email": "no-thanks@quietgym.example", "Date": ago(30), "Reason": "Asked not to be contacted"}]
     return {"partners": partners, "referrals": referrals, "events": events, "optouts": optouts}
+
+
+def _weekday(day: date) -> date:
+    """*day*, or the Monday after it when it falls on a weekend (the meeting is on a working day)."""
+    return day + timedelta(days=(7 - day.weekday()) % 7) if day.weekday() >= 5 else day
 
 
 def _partner(pid: str, business: str, kind: str, contact: str, email: str, stage: str, *, why: str,

@@ -18,8 +18,8 @@ from automations.model import Event, read_book
 from automations.sheets import open_backend
 from tests.conftest import Staff, make_settings, plan_for, seed_sheet, world_for
 from tests.support.invites import Received, received
-from tests.support.smtp_server import SmtpServer, email_section
 from tests.support.sixty_days import at, d, day0_rows
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 STAFF = "frontdesk@riverside-pt.example"
