@@ -205,3 +205,21 @@ def test_an_end_before_the_start_is_a_problem_on_the_row(workbook: Callable[...,
     settings = workbook(**rows)
     assert [e.row.row_id for e in plan_for(settings, "events", at_nine(37)).emails] == []
     assert "Ends 16:00 is not after the start (2026-12-12 17:30)" in event_row(settings).problems[0]
+
+
+def test_a_lost_state_dir_sends_no_reminder_or_update_again(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    import shutil
+
+    settings = workbook(email=email_section(smtp), **day0_rows())
+    run_events(settings, 37)
+    staff_for(settings).edit("Events", "E-0001", Date="2026-12-19 10:00")
+    run_events(settings, 38)
+    shutil.rmtree(settings.state_dir)  # the ledger is rebuilt from the Log tab
+    run_events(settings, 38, 5)
+    assert len(smtp.messages) == 4
+    staff_for(settings).edit("Events", "E-0001", Date="")
+    run_events(settings, 38, 10)
+    cancels = [received(m.raw) for m in smtp.messages[4:]]
+    assert [(c.method, c.event["SEQUENCE"]) for c in cancels] == [("CANCEL", 2), ("CANCEL", 2)]
+    assert {c.event["DTSTART"].dt for c in cancels} == {datetime(2026, 12, 19, 10, 0, tzinfo=TZ)}

@@ -16,7 +16,7 @@ from automations.config import Settings
 from automations.executor import run_jobs
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, plan_for, world_for
+from tests.conftest import Staff, plan_for, seed_sheet, world_for
 from tests.support.invites import received
 from tests.support.smtp_server import SmtpServer, email_section
 
@@ -260,3 +260,46 @@ def test_meeting_dates_typed_in_the_clinics_date_order(workbook: Callable[..., S
     settings = workbook(partners=[meeting_partner("3/12/2026 10:00")], sheet={"date_order": "DMY"})
     [email] = plan_for(settings, "outreach", FRIDAY_9AM).emails
     assert email.invite is not None and email.invite.start == datetime(2026, 12, 3, 10, 0, tzinfo=TZ)
+
+
+def test_a_meeting_date_and_time_reads_alike_from_both_backends(backend_settings: Settings) -> None:
+    seed_sheet(backend_settings, partners=[
+        meeting_partner(datetime(2026, 12, 3, 10, 0)),  # a date-time cell
+        partner(**{"Partner ID": "P-0002", "Email": "coach2@studio2.example", "Stage": "Meeting",
+                   "Meeting date": "Dec 3 2026 2pm"})])  # typed as text
+    emails = plan_for(backend_settings, "outreach", FRIDAY_9AM).emails
+    assert [(e.row.row_id, e.invite.start if e.invite else None) for e in emails] == [
+        ("P-0001", datetime(2026, 12, 3, 10, 0, tzinfo=TZ)), ("P-0002", datetime(2026, 12, 3, 14, 0, tzinfo=TZ))]
+
+
+def test_a_lost_state_dir_sends_no_invite_again_and_the_next_update_counts_on(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    import shutil
+
+    settings = workbook(partners=[meeting_partner("2026-12-03 10:00")], email=email_section(smtp))
+    run_outreach(settings)
+    staff_for(settings).edit("Partners", "P-0001", Meeting_date="2026-12-04 10:00")
+    monday = FRIDAY_9AM + timedelta(days=3)
+    run_outreach(settings, monday)
+    shutil.rmtree(settings.state_dir)  # the ledger is rebuilt from the Log tab
+    run_outreach(settings, monday + timedelta(minutes=5))
+    assert len(smtp.messages) == 2
+    staff_for(settings).edit("Partners", "P-0001", Meeting_date="2026-12-04 15:00")
+    run_outreach(settings, monday + timedelta(minutes=10))
+    sequences = [received(m.raw).event["SEQUENCE"] for m in smtp.messages]
+    assert sequences == [0, 1, 2]
+    assert received(smtp.messages[-1].raw).event["DTSTART"].dt == datetime(2026, 12, 4, 15, 0, tzinfo=TZ)
+
+
+def test_staff_can_have_a_meeting_invite_sent_again(
+        workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    from automations.mail.ledger import Ledger
+
+    settings = workbook(partners=[meeting_partner("2026-12-03 10:00")], email=email_section(smtp))
+    run_outreach(settings)
+    Ledger.in_state_dir(settings.state_dir).resolve("P-0001", "outreach", sent=False, now=FRIDAY_9AM)
+    run_outreach(settings, FRIDAY_9AM + timedelta(minutes=5))
+    first, again = (received(m.raw) for m in smtp.messages)
+    assert (again.event["UID"], again.event["SEQUENCE"], again.event["DTSTART"].dt) == (
+        first.event["UID"], 0, datetime(2026, 12, 3, 10, 0, tzinfo=TZ))
+    assert row_status(settings) == "Meeting confirmation sent 2026-11-27 for 2026-12-03 10:00 (sent again, as staff asked)"

@@ -185,13 +185,14 @@ def _meeting_cancellation(inp: JobInput, p: Partner) -> tuple[Email | None, str 
 def _meeting_again(inp: JobInput, p: Partner, step: str) -> Email | None:
     """A meeting invite staff asked to go out again: the same invite (its SEQUENCE, its time) once more."""
     found = invites.parse(step.removeprefix(MEETING)) if step.startswith(MEETING) else None
-    if found is None or found.start is None:
+    start = (found.start if found is not None else None) or p.meeting_at  # a step from before invites: as now
+    if found is None or start is None:
         return None
     cancel = found.kind == "cancel"
-    invite = _meeting_invite(inp, p, found.sequence, "CANCEL" if cancel else "REQUEST", found.start)
+    invite = _meeting_invite(inp, p, found.sequence, "CANCEL" if cancel else "REQUEST", start)
     label = "Meeting cancellation" if cancel else "Meeting confirmation"
     return _email(inp, p, step, "meeting_cancellation" if cancel else "meeting_confirmation", label, {},
-                  f"{label} sent {day(inp.today)} for {sheet_time(found.start)}", invite=invite)
+                  f"{label} sent {day(inp.today)} for {sheet_time(start)}", invite=invite)
 
 
 def _meeting_invite(inp: JobInput, p: Partner, sequence: int, method: str, start: datetime,
