@@ -152,9 +152,9 @@ def _meeting(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
         return None, None  # the partner's calendar has it as it is
     if _cannot_email(inp, p):
         return None, f"Meeting confirmation not sent: {_cannot_email(inp, p)}"
-    moved = last.start if last is not None and last.on_calendar and last.start else None
+    moved = last.start if last is not None and last.on_calendar else None
+    moved = moved if moved is not None and moved > local_now(inp) else None  # after a past meeting: a new one
     sequence = invites.next_sequence(sent)
-    moved = moved if moved is not None and moved > local_now(inp) else None  # a meeting long past: a new one
     invite = _meeting_invite(inp, p, sequence, "REQUEST", p.meeting_at, moved)
     if invite.update:
         return _email(inp, p, invites.step(MEETING, "update", sequence, when), "meeting_confirmation", "Meeting update",

@@ -14,7 +14,6 @@ from icalendar import Calendar, Event, vCalAddress
 from automations.core import Invite
 
 PRODID = "-//partnerloop//partnerloop//EN"
-FILENAME = "invite.ics"
 
 
 def calendar_bytes(invite: Invite, *, stamp: datetime) -> bytes:

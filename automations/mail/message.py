@@ -25,10 +25,10 @@ from email_validator import EmailNotValidError, validate_email
 from automations.cells import one_line
 from automations.config import ClinicSettings
 from automations.core import Invite
-from automations.mail.calendar import FILENAME, calendar_bytes
 from automations.mail.render import Rendered
 
 TEMPLATE_HEADER = "X-Partnerloop-Template"
+INVITE_FILENAME = "invite.ics"
 
 
 class _HeaderClasses(headerregistry.HeaderRegistry):
@@ -94,7 +94,11 @@ def build_message(
     else:
         reply_to = mailbox(clinic.name, clinic.reply_to, "[clinic] reply_to") if clinic.reply_to else None
     recipient = mailbox(to_name, to_email)
-    ics = calendar_bytes(invite, stamp=now) if invite is not None else None
+    ics = None
+    if invite is not None:
+        from automations.mail.calendar import calendar_bytes  # icalendar loads only for a run that sends invites
+
+        ics = calendar_bytes(invite, stamp=now)
     if all(a.addr_spec.isascii() for a in (sender, recipient, *([reply_to] if reply_to else []))):
         return _written(rendered, sender, reply_to, recipient, clinic, outreach, now, references,
                         (invite.method, ics) if invite is not None and ics is not None else None)
@@ -118,7 +122,7 @@ def build_message(
     if invite is not None and ics is not None:
         message.add_alternative(ics.decode("utf-8"), subtype="calendar", charset="utf-8", cte="base64",
                                 params={"method": invite.method})
-        message.add_attachment(ics, maintype="application", subtype="ics", filename=FILENAME)
+        message.add_attachment(ics, maintype="application", subtype="ics", filename=INVITE_FILENAME)
     return message
 
 
@@ -159,8 +163,8 @@ def _written(rendered: Rendered, sender: Address, reply_to: Address | None, reci
                   "Content-Transfer-Encoding: base64", "", encoded]
     lines += [f"--{boundary}--", ""]
     if calendar is not None:
-        lines[-1:] = [f"--{mixed}", f'Content-Type: application/ics; name="{FILENAME}"',
-                      f'Content-Disposition: attachment; filename="{FILENAME}"',
+        lines[-1:] = [f"--{mixed}", f'Content-Type: application/ics; name="{INVITE_FILENAME}"',
+                      f'Content-Disposition: attachment; filename="{INVITE_FILENAME}"',
                       "Content-Transfer-Encoding: base64", "", encoded, f"--{mixed}--", ""]
     wire = "\r\n".join(lines).encode("ascii")
     message = BytesParser(policy=SMTP_POLICY, _class=WrittenMessage).parsebytes(wire, headersonly=True)
