@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from automations.config import Settings
@@ -223,3 +223,23 @@ def test_a_lost_state_dir_sends_no_reminder_or_update_again(
     cancels = [received(m.raw) for m in smtp.messages[4:]]
     assert [(c.method, c.event["SEQUENCE"]) for c in cancels] == [("CANCEL", 2), ("CANCEL", 2)]
     assert {c.event["DTSTART"].dt for c in cancels} == {datetime(2026, 12, 19, 10, 0, tzinfo=TZ)}
+
+
+def test_init_formats_meeting_date_and_event_date_as_date_and_time(tmp_path: Path, emulator: Any) -> None:
+    import openpyxl
+
+    from tests.conftest import google_settings
+
+    xlsx = make_settings(tmp_path / "xlsx")
+    seed_sheet(xlsx, **day0_rows())
+    workbook = openpyxl.load_workbook(xlsx.sheet.path)
+    for tab, column in (("Partners", "Meeting date"), ("Events", "Date")):
+        sheet = workbook[tab]
+        index = [c.value for c in sheet[1]].index(column) + 1
+        assert sheet.cell(2, index).number_format == "yyyy-mm-dd hh:mm", tab
+    google = google_settings(tmp_path / "google", emulator)
+    seed_sheet(google, **day0_rows())
+    for tab, column in (("Partners", "Meeting date"), ("Events", "Date")):
+        state = emulator.sheet_state(google.sheet.key, tab)
+        letter = chr(ord("A") + state.values[0].index(column))
+        assert state.formats[f"{letter}2"]["numberFormat"] == {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm"}
