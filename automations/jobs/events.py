@@ -52,7 +52,7 @@ def plan_events(inp: JobInput) -> Plan:
         if event.problems:
             cancelled = event.date is None and any(c.last is not None and c.last.kind == "cancel" for c in copies)
             if not (cancelled and event.status.startswith(problem_status(event.problems))):
-                writes += attention(event.ref, event.status, event.problems)  # (the cancellations' news kept)
+                writes += attention(event.ref, event.status, event.problems)  # once cancelled, the row keeps saying so
             if event.date is None:  # the Date was cleared: a copy on someone's calendar is cancelled
                 emails += [e for c in copies if (e := _cancellation(inp, event, c)) is not None]
             continue
