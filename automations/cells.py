@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from dateutil import parser as dateparser
@@ -90,6 +90,74 @@ def parse_date(value: Any, column: str, order: str = "MDY") -> date | None:
     return parsed.date()
 
 
+MOMENT_EXAMPLE = "2026-12-03 10:00 or 12/3/2026 10:00 AM"
+
+
+def parse_moment(value: Any, column: str, order: str = "MDY") -> date | datetime | None:
+    """A date and time of day (naive: the clinic's wall clock), or a date alone when the cell gives no time.
+
+    Reads a real date-time cell, a serial number with a fraction, or typed text (2026-12-03 10:00,
+    12/3/2026 10:00 AM, Dec 3 2026 2pm) in the `[sheet] date_order`. Midnight counts as no time.
+    """
+    if is_blank(value):
+        return None
+    if isinstance(value, datetime):
+        moment = value.replace(tzinfo=None, second=0, microsecond=0)
+        return moment.date() if moment.time() == time() else moment
+    if isinstance(value, date):
+        return value
+    if isinstance(value, time):
+        raise CellError(f"{column} {text(value)!r} has no date; write the date and time, like {MOMENT_EXAMPLE}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 1 <= value < 2958466:
+            return parse_moment(_from_serial(float(value)), column, order)
+        raise CellError(f"{column} {value!r} is not a date; write it like {MOMENT_EXAMPLE}")
+    raw = str(value).strip()
+    if raw.startswith("="):
+        raise CellError(f"{column} holds a formula; type the date and time itself, like {MOMENT_EXAMPLE}")
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        return parse_moment(float(raw), column, order)
+    dayfirst, yearfirst = DATE_ORDERS[order]
+    iso = bool(re.match(r"\d{4}", raw))
+    try:
+        parsed = dateparser.parse(raw, dayfirst=dayfirst and not iso, yearfirst=yearfirst or iso, fuzzy=False,
+                                  default=datetime(2000, 1, 1))
+    except (ValueError, OverflowError):
+        raise CellError(f"{column} {raw[:40]!r} is not a date and time; write it like {MOMENT_EXAMPLE}") from None
+    if not re.search(r"\d{4}", raw) and not re.search(r"\d{1,2}/\d{1,2}/\d{2}\b", raw):
+        raise CellError(f"{column} {raw[:40]!r} has no year; write it like {MOMENT_EXAMPLE}")
+    return parse_moment(parsed, column, order)
+
+
+def parse_end(value: Any, column: str, order: str = "MDY") -> time | datetime | None:
+    """When something ends: a time of day (19:00, 7pm, a time cell) or a date and time; None when blank."""
+    if is_blank(value):
+        return None
+    if isinstance(value, time):
+        return value.replace(second=0, microsecond=0, tzinfo=None)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1:
+        return _from_serial(float(value)).time()  # a time cell read as a fraction of a day
+    raw = text(value)
+    if isinstance(value, str) and re.fullmatch(r"(?i)\s*\d{1,2}(:\d{2}){0,2}\s*([ap]\.?m\.?)?\s*", raw):
+        try:
+            return dateparser.parse(raw, default=datetime(2000, 1, 1)).time()
+        except (ValueError, OverflowError):
+            raise CellError(f"{column} {raw[:40]!r} is not a time; write it like 19:00 or 7:00 PM") from None
+    try:
+        moment = parse_moment(value, column, order)
+    except CellError:
+        raise CellError(f"{column} {raw[:40]!r} is not a time; write it like 19:00 or 7:00 PM, "
+                        f"or a date and time like {MOMENT_EXAMPLE}") from None
+    if not isinstance(moment, datetime):
+        raise CellError(f"{column} {raw[:40]!r} has no time; write it like 19:00 or 7:00 PM")
+    return moment
+
+
+def _from_serial(value: float) -> datetime:
+    """A spreadsheet serial number (days since 1899-12-30, the fraction the time of day), to the minute."""
+    return datetime.combine(SERIAL_EPOCH, time()) + timedelta(minutes=round(value * 24 * 60))
+
+
 def same_value(current: Any, expected: Any, order: str = "MDY") -> bool:
     """True when a cell still holds what was read, compared as the model reads it: text trimmed, dates as dates."""
     if is_blank(current) or is_blank(expected):
@@ -108,7 +176,7 @@ def _moment(value: Any, order: str) -> date | datetime | None:
         value = value.replace(tzinfo=None, second=0, microsecond=0)
         return value.date() if value.time() == datetime.min.time() else value
     try:
-        return parse_date(value, "", order)
+        return parse_moment(value, "", order)
     except CellError:
         return None
 

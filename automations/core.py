@@ -116,3 +116,32 @@ class Inbox:
 
 MAILBOX_POSITION = "imap"
 """The state-dir key under which the mailbox position is kept (named when IMAP was the only reader)."""
+
+
+@dataclass(frozen=True)
+class Invite:
+    """The calendar invitation an email carries (iCalendar, RFC 5546): what the recipient's calendar shows.
+
+    One UID per meeting or event; SEQUENCE counts the invites sent before it, so an update or a
+    cancellation replaces the entry the recipient has. *start* and *end* carry the clinic's zone.
+    """
+
+    uid: str
+    sequence: int
+    method: str  # "REQUEST" (a new or moved meeting or event) or "CANCEL"
+    start: datetime
+    end: datetime
+    summary: str
+    location: str
+    organizer: tuple[str, str]  # (name, address): who replies go to (the signer, else the clinic)
+    sender: str  # the clinic's from address: SENT-BY when the organizer is someone else
+    attendee: tuple[str, str]  # (name, address): the recipient
+    moved_from: datetime | None = None  # an update: when it was before
+
+    @property
+    def cancelled(self) -> bool:
+        return self.method == "CANCEL"
+
+    @property
+    def update(self) -> bool:
+        return self.moved_from is not None and not self.cancelled

@@ -10,7 +10,7 @@ and address is invented; addresses use the reserved .example domain.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
                  "Contacted", why="supervised gym access for patients who need a next step", step=2, last=ago(15),
                  next_=ago(1), since=ago(22)),
         _partner("P-0005", "Green Plate Nutrition", "Dietitian", "Sam Ortiz", "sam@greenplate.example", "Meeting",
-                 why="nutrition support for patients recovering from surgery", meeting=today + timedelta(days=6),
+                 why="nutrition support for patients recovering from surgery",
+                 meeting=datetime.combine(_weekday(today + timedelta(days=6)), time(10)),
                  step=1, last=ago(20), since=ago(3)),
         _partner("P-0006", "Core Pilates Loft", "Yoga/Pilates studio", "Ines Duarte", "ines@corepilates.example",
                  "Agreement", why="core stability classes led by rehab-trained instructors",
@@ -89,12 +90,15 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
             ))
             number += 1
     events = [
-        {"Event ID": "E-0001", "Event": "Healthy Knees open house", "Date": today + timedelta(days=3),
+        {"Event ID": "E-0001", "Event": "Healthy Knees Open House",
+         "Date": datetime.combine(today + timedelta(days=3), time(17, 30)), "Ends": "7:00 PM",
          "Partner": "Riverbend Running Club", "Kind": "Open house", "Location": "Riverside PT, studio room"},
-        {"Event ID": "E-0002", "Event": "Posture screening day", "Date": ago(40), "Partner": "Iron & Oak Gym",
+        {"Event ID": "E-0002", "Event": "Posture screening day",
+         "Date": datetime.combine(ago(40), time(9)), "Partner": "Iron & Oak Gym",
          "Kind": "Screening", "Location": "Iron & Oak Gym", "Attendees": 24, "New patients": 3,
          "Reminder sent": ago(43)},
-        {"Event ID": "E-0003", "Event": "Desk workers' back class", "Date": ago(100), "Partner": "Core Pilates Loft",
+        {"Event ID": "E-0003", "Event": "Desk workers' back class",
+         "Date": datetime.combine(ago(100), time(12, 15)), "Ends": "1:00 PM", "Partner": "Core Pilates Loft",
          "Kind": "Class", "Location": "Core Pilates Loft", "Attendees": 15, "New patients": 2,
          "Reminder sent": ago(103)},
     ]
@@ -102,8 +106,13 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
     return {"partners": partners, "referrals": referrals, "events": events, "optouts": optouts}
 
 
+def _weekday(day: date) -> date:
+    """*day*, or the Monday after it when it falls on a weekend (the meeting is on a working day)."""
+    return day + timedelta(days=(7 - day.weekday()) % 7) if day.weekday() >= 5 else day
+
+
 def _partner(pid: str, business: str, kind: str, contact: str, email: str, stage: str, *, why: str,
-             introduced_by: str = "", meeting: date | None = None, perk: str = "", procedure: str = "",
+             introduced_by: str = "", meeting: datetime | None = None, perk: str = "", procedure: str = "",
              step: int = 0, last: date | None = None, next_: date | None = None, since: date | None = None,
              logo: str = "", do_not_email: str = "", scorecard: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {

@@ -386,7 +386,7 @@ class _Run:
             rendered, references = self._in_thread(email, self.renderer.render(email.template, email.context))
             message = build_message(rendered, to_email=email.to_email, to_name=email.to_name,
                                     clinic=self.settings.clinic, outreach=email.outreach, now=self.world.clock(),
-                                    references=references, signer=_signer(email))
+                                    references=references, signer=_signer(email), invite=email.invite)
         except (RenderError, ValueError) as exc:
             return self._note(email, Verdict(Result.ERROR, f"Not sent: {exc}"))
         if self.dry_run:  # held or not, show what it would be

@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping, Sequence
 
 from automations import cells
@@ -22,6 +22,7 @@ from automations.schema import EVENTS, JOB_COLUMNS, PARTNERS, REFERRALS, TABS, C
 from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint, plan_cells
 
 Day = date  # Event has a field named `date`; annotations inside it use this name
+DEFAULT_LENGTH = timedelta(hours=1)  # a meeting, or an event without Ends
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Partner(_Row):
     stage_since: date | None
     status: str
     problems: tuple[str, ...] = ()
+    meeting_at: datetime | None = None  # Meeting date with its time (the clinic's wall clock); None: no time given
 
     @property
     def first_name(self) -> str:
@@ -129,6 +131,8 @@ class Event(_Row):
     reminder_sent: Day | None
     status: str
     problems: tuple[str, ...] = ()
+    starts: datetime | None = None  # Date with its start time (the clinic's wall clock); None: no time given
+    ends: datetime | None = None  # from Ends, else an hour after the start
 
 
 @dataclass(frozen=True)
@@ -376,6 +380,10 @@ def _cell(table: Table, row: SheetRow, column: Column, problems: list[str], date
             raise CellError(f"{column.name} is empty; it is required")
         if column.kind == "date":
             return cells.parse_date(raw, column.name, date_order)
+        if column.kind == "datetime":
+            return cells.parse_moment(raw, column.name, date_order)
+        if column.kind == "end":
+            return cells.parse_end(raw, column.name, date_order)
         if column.kind == "email":
             return cells.parse_email(raw, column.name)
         if column.kind == "choice":
@@ -391,7 +399,8 @@ def _cell(table: Table, row: SheetRow, column: Column, problems: list[str], date
     except CellError as exc:
         if not column.auto:
             problems.append(str(exc))
-        return {"date": None, "email": None, "yes": False, "int": None}.get(column.kind, cells.one_line(raw))
+        return {"date": None, "datetime": None, "end": None, "email": None, "yes": False,
+                "int": None}.get(column.kind, cells.one_line(raw))
 
 
 def _partner(p: _Parsed) -> Partner:
@@ -401,7 +410,8 @@ def _partner(p: _Parsed) -> Partner:
         ref=p.ref, business=v["Business"], kind=v["Kind"], contact_name=v["Contact name"],
         email=v["Email"], email_text=email_text, phone=v["Phone"], website=v["Website"], address=v["Address"],
         introduced_by=v["Introduced by"], why_partner=v["Why partner"], stage=v["Stage"] or "Prospect",
-        meeting_date=v["Meeting date"], perk=v["Perk"], referral_procedure=v["Referral procedure"],
+        meeting_date=_day(v["Meeting date"]), meeting_at=_timed(v["Meeting date"]), perk=v["Perk"],
+        referral_procedure=v["Referral procedure"],
         logo_url=v["Logo URL"], do_not_email=v["Do not email"], scorecard=v["Scorecard"],
         owner=v["Owner"], notes=v["Notes"],
         outreach_step=v["Outreach step"] or 0, last_emailed=v["Last emailed"], next_follow_up=v["Next follow-up"],
@@ -480,13 +490,34 @@ def _referral(p: _Parsed, index: PartnerIndex) -> Referral:
     )
 
 
+def _day(moment: date | None) -> date | None:
+    """The day of a date or date-time cell."""
+    return moment.date() if isinstance(moment, datetime) else moment
+
+
+def _timed(moment: date | None) -> datetime | None:
+    """The date-time of a cell that gave a time of day; None for a date alone."""
+    return moment if isinstance(moment, datetime) else None
+
+
 def _event(p: _Parsed, index: PartnerIndex) -> Event:
     v = p.values
     partner = index.resolve(v["Partner"], p.problems, "Partner")
+    starts = _timed(v["Date"])
+    ends = None
+    if starts is not None:
+        end = v["Ends"]
+        ends = datetime.combine(starts.date(), end) if isinstance(end, time) else end or starts + DEFAULT_LENGTH
+        if ends <= starts:
+            shown = f"{end:%H:%M}" if isinstance(end, time) else f"{ends:%Y-%m-%d %H:%M}"
+            p.problems.append(f"Ends {shown} is not after the start ({starts:%Y-%m-%d %H:%M}); "
+                              "write the time the event ends, like 19:00, or leave it blank for one hour")
+            ends = None
     return Event(
-        ref=p.ref, name=v["Event"], date=v["Date"], partner_text=v["Partner"], partner=partner, kind=v["Kind"],
+        ref=p.ref, name=v["Event"], date=_day(v["Date"]), partner_text=v["Partner"], partner=partner, kind=v["Kind"],
         location=v["Location"], attendees=v["Attendees"], new_patients=v["New patients"], notes=v["Notes"],
         reminder_sent=v["Reminder sent"], status=v["Automation status"], problems=tuple(p.problems),
+        starts=starts if ends is not None else None, ends=ends,
     )
 
 

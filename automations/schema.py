@@ -21,7 +21,7 @@ class Column:
     """One column: its header text, what its cells hold, and who writes it."""
 
     name: str
-    kind: str = "text"  # text | date | datetime | email | choice | yes | int | url | partner
+    kind: str = "text"  # text | date | datetime | end | email | choice | yes | int | url | partner
     required: bool = False
     auto: bool = False
     choices: tuple[str, ...] = ()
@@ -60,7 +60,7 @@ PARTNERS = TabSpec(
         Column("Introduced by"),
         Column("Why partner"),
         Column("Stage", "choice", choices=STAGES),
-        Column("Meeting date", "date"),
+        Column("Meeting date", "datetime"),
         Column("Perk"),
         Column("Referral procedure"),
         Column("Logo URL", "url"),
@@ -107,7 +107,8 @@ EVENTS = TabSpec(
     columns=(
         Column("Event ID"),
         Column("Event", required=True),
-        Column("Date", "date", required=True),
+        Column("Date", "datetime", required=True),
+        Column("Ends", "end"),
         Column("Partner", "partner"),
         Column("Kind", "choice", choices=EVENT_KINDS),
         Column("Location"),

@@ -334,7 +334,7 @@ def test_a_row_whose_id_holds_a_line_break_still_gets_its_status(tmp_path: Path)
 def test_identical_copies_of_a_row_each_get_a_status(tmp_path: Path) -> None:
     sheet_settings = make_settings(tmp_path)
     book: Workbook = {spec.title: ([c.name for c in spec.columns], []) for spec in (TABS[k] for k in READ_KEYS)}
-    cells = ["E-0001", "Open house", "2026-12-01", "", "Class"]
+    cells = ["E-0001", "Open house", "2026-12-01 18:00", "", "", "Class"]  # Ends and Partner blank
     book["Events"] = (HEADERS["events"], [cells, list(cells)])  # staff duplicated the row and have not edited it yet
     write_workbook(sheet_settings.sheet.path, book)
     result = check_sheet(open_backend(sheet_settings), sheet_settings)

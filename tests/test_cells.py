@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 import pytest
 
@@ -23,6 +23,45 @@ def test_dates_in_every_form_staff_use(raw: object) -> None:
 def test_unreadable_dates_name_the_column_and_the_form(raw: object) -> None:
     with pytest.raises(CellError, match=r"Meeting date .*2026-11-27"):
         cells.parse_date(raw, "Meeting date")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [datetime(2026, 12, 3, 10, 0), 46359 + 10 / 24, "2026-12-03 10:00", "2026-12-03T10:00", "12/3/2026 10:00 AM",
+     "Dec 3 2026 10am", "Thursday, December 3, 2026 10:00 AM", " 12/3/26 10:00 "],
+)
+def test_a_date_and_time_in_every_form_staff_use(raw: object) -> None:
+    assert cells.parse_moment(raw, "Meeting date") == datetime(2026, 12, 3, 10, 0)
+
+
+def test_a_date_and_time_typed_with_slashes_follows_the_date_order() -> None:
+    assert cells.parse_moment("3/12/2026 2:30 PM", "Date", "DMY") == datetime(2026, 12, 3, 14, 30)
+    assert cells.parse_moment("3/12/2026 2:30 PM", "Date", "MDY") == datetime(2026, 3, 12, 14, 30)
+
+
+@pytest.mark.parametrize("raw", [date(2026, 12, 3), datetime(2026, 12, 3, 0, 0), 46359, "2026-12-03", "Dec 3 2026"])
+def test_a_date_without_a_time_stays_a_date(raw: object) -> None:
+    assert cells.parse_moment(raw, "Meeting date") == date(2026, 12, 3)
+
+
+@pytest.mark.parametrize("raw, message", [("10:00", "has no year"), ("Dec 3 10:00", "has no year"),
+                                          ("next tuesday", "is not a date and time"), (time(10), "has no date")])
+def test_an_unreadable_date_and_time_says_how_to_write_it(raw: object, message: str) -> None:
+    with pytest.raises(CellError, match=rf"Meeting date .*{message}.*2026-12-03 10:00"):
+        cells.parse_moment(raw, "Meeting date")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("19:00", time(19)), ("7pm", time(19)), ("7:30 PM", time(19, 30)), (time(19), time(19)), (0.75, time(18)),
+    ("2026-12-04 01:00", datetime(2026, 12, 4, 1, 0)), (None, None)])
+def test_an_end_is_a_time_or_a_date_and_time(raw: object, expected: object) -> None:
+    assert cells.parse_end(raw, "Ends") == expected
+
+
+@pytest.mark.parametrize("raw", ["soon", "2026-12-03", "25:00"])
+def test_an_unreadable_end_says_how_to_write_it(raw: object) -> None:
+    with pytest.raises(CellError, match=r"Ends .*19:00 or 7:00 PM"):
+        cells.parse_end(raw, "Ends")
 
 
 def test_blank_cells_are_none() -> None:

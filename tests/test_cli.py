@@ -120,7 +120,8 @@ def test_demo_in_a_fresh_directory_with_no_config_writes_every_template(tmp_path
         message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
         templates.add(str(message["X-Partnerloop-Template"]))
         assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
-    assert templates == set(EMAIL_TEMPLATES)
+    # A meeting cancellation needs a confirmation sent by an earlier run: one run of the demo cannot show it.
+    assert templates == set(EMAIL_TEMPLATES) - {"meeting_cancellation"}
 
 
 def test_run_replies_without_a_mailbox_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,12 +191,12 @@ def test_templates_export_then_an_overlay_of_one_edited_template(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     mine = tmp_path / "my-templates"
     assert main(["templates", "export", str(mine)]) == 0
-    assert f"templates export: 17 template file(s) copied to {mine}" in capsys.readouterr().out
+    assert f"templates export: 18 template file(s) copied to {mine}" in capsys.readouterr().out
     assert (mine / "outreach_intro.html.j2").read_text() == (REPO / "templates" / "outreach_intro.html.j2").read_text()
     (mine / "outreach_intro.html.j2").write_text((mine / "outreach_intro.html.j2").read_text().replace(
         "Would you be open to a 20-minute chat", "Could we buy you a coffee and talk for 20 minutes"))
     assert main(["templates", "export", str(mine)]) == 0  # again: what is there is kept
-    assert "17 already there and kept as they are" in capsys.readouterr().out
+    assert "18 already there and kept as they are" in capsys.readouterr().out
     assert "buy you a coffee" in (mine / "outreach_intro.html.j2").read_text()
     for path in mine.iterdir():
         if path.name != "outreach_intro.html.j2":

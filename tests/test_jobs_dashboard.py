@@ -146,7 +146,7 @@ def expected_kpis(rows: Mapping[str, list[Row]], start: date, end: date) -> list
     visits = [(r["First visit"] - r["Referred on"]).days for r in ins
               if within(r.get("First visit")) and r.get("Referred on")]
     discharged = [r for r in outs if within(r.get("Discharge date"))]
-    held = [e for e in events if within(e["Date"])]
+    held = [e for e in events if within(e["Date"].date() if isinstance(e["Date"], datetime) else e["Date"])]
     return [
         sum(1 for p in partners if p["Stage"] == "Active" and (not p.get("Stage since") or p["Stage since"] <= end)),
         len(cohort),

@@ -10,11 +10,14 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from automations.config import Settings
 from automations.executor import run_jobs
 from automations.model import read_book
 from automations.sheets import open_backend
-from tests.conftest import Staff, plan_for, world_for
+from tests.conftest import Staff, plan_for, seed_sheet, world_for
+from tests.support.invites import received
 from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
@@ -150,3 +153,153 @@ def test_the_partners_owner_signs_and_gets_the_replies(workbook: Callable[..., S
     assert "The partnerships team at Riverside Physical Therapy" in other_text and "Ana" not in other_text
     assert "We are the partnerships team at" in other_text
     assert other["Reply-To"].addresses[0].addr_spec == "partners@riverside-pt.example"
+
+
+# -- the meeting confirmation and its calendar invite ----------------------------------------------------------
+
+MEETING_UID = "meeting-p-0001@riverside-pt.example"
+
+
+def meeting_partner(when: Any) -> dict[str, Any]:
+    return partner(Stage="Meeting", **{"Meeting date": when, "Outreach step": 1, "Last emailed": TODAY})
+
+
+def run_outreach(settings: Settings, now: datetime = FRIDAY_9AM) -> None:
+    run_jobs(world_for(settings, lambda: now), ["outreach"])
+
+
+def row_status(settings: Settings) -> str:
+    [row] = read_book(open_backend(settings), settings).partners
+    return row.status
+
+
+def test_a_meeting_confirmation_carries_an_invite_for_the_meeting_time(
+        workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    settings = workbook(partners=[meeting_partner("12/3/2026 10:00 AM")], email=email_section(smtp))
+    run_outreach(settings)
+    run_outreach(settings, FRIDAY_9AM + timedelta(minutes=5))  # a re-run sends nothing more
+    [arrived] = smtp.messages
+    mail = received(arrived.raw)
+    assert mail.method == "REQUEST" and mail.attachment["METHOD"] == "REQUEST"
+    event = mail.attachment.walk("VEVENT")[0]
+    assert str(event["UID"]) == MEETING_UID and event["SEQUENCE"] == 0
+    assert event["DTSTART"].dt == datetime(2026, 12, 3, 10, 0, tzinfo=TZ)
+    assert event["DTSTART"].params["TZID"] == "America/Chicago"
+    assert event["DTEND"].dt == datetime(2026, 12, 3, 11, 0, tzinfo=TZ)
+    assert str(event["ATTENDEE"]) == "mailto:coach1@studio1.example"
+    assert str(event["ORGANIZER"]) == "mailto:partners@riverside-pt.example"
+    assert mail.subject == "Our meeting on Thursday, December 3 at 10:00 AM: Riverside Physical Therapy and Studio 1"
+    assert "meet on Thursday, December 3, 2026, 10:00 AM to 11:00 AM Central Time." in mail.text
+    assert "A calendar invite is attached" in mail.text
+    assert row_status(settings) == "Meeting confirmation sent 2026-11-27 for 2026-12-03 10:00"
+
+
+def test_a_moved_meeting_sends_exactly_one_update_with_the_same_uid(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    settings = workbook(partners=[meeting_partner(datetime(2026, 12, 3, 10, 0))], email=email_section(smtp))
+    run_outreach(settings)
+    staff_for(settings).edit("Partners", "P-0001", Meeting_date="Dec 4 2026 2:30pm")
+    monday = FRIDAY_9AM + timedelta(days=3)
+    for minutes in (0, 5, 10):
+        run_outreach(settings, monday + timedelta(minutes=minutes))
+    first, update = (received(m.raw) for m in smtp.messages)
+    assert update.method == "REQUEST"
+    assert str(update.event["UID"]) == str(first.event["UID"]) == MEETING_UID
+    assert (first.event["SEQUENCE"], update.event["SEQUENCE"]) == (0, 1)
+    assert update.event["DTSTART"].dt == datetime(2026, 12, 4, 14, 30, tzinfo=TZ)
+    assert update.subject.startswith("New time for our meeting: Friday, December 4 at 2:30 PM")
+    assert ("moved our meeting from Thursday, December 3 at 10:00 AM to Friday, December 4, 2026, 2:30 PM to "
+            "3:30 PM Central Time") in update.text
+    assert row_status(settings) == "Meeting update sent 2026-11-30: moved to 2026-12-04 14:30"
+
+
+@pytest.mark.parametrize("change", [{"Meeting_date": ""}, {"Stage": "Declined"}], ids=["cleared", "declined"])
+def test_a_cleared_date_or_declined_before_the_meeting_sends_one_cancellation(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff],
+        change: dict[str, str]) -> None:
+    settings = workbook(partners=[meeting_partner("2026-12-03 10:00")], email=email_section(smtp))
+    run_outreach(settings)
+    staff_for(settings).edit("Partners", "P-0001", **change)
+    monday = FRIDAY_9AM + timedelta(days=3)
+    for minutes in (0, 5):
+        run_outreach(settings, monday + timedelta(minutes=minutes))
+    _, cancel = (received(m.raw) for m in smtp.messages)
+    assert cancel.method == "CANCEL" and cancel.attachment["METHOD"] == "CANCEL"
+    assert str(cancel.event["UID"]) == MEETING_UID and cancel.event["SEQUENCE"] == 1
+    assert str(cancel.event["STATUS"]) == "CANCELLED"
+    assert cancel.event["DTSTART"].dt == datetime(2026, 12, 3, 10, 0, tzinfo=TZ)
+    assert str(cancel.message["X-Partnerloop-Template"]) == "meeting_cancellation"
+    assert cancel.subject.startswith("Cancelled: our meeting on Thursday, December 3 at 10:00 AM")
+    assert "Our meeting on Thursday, December 3, 2026, 10:00 AM to 11:00 AM Central Time is cancelled." in cancel.text
+    assert row_status(settings).startswith("Meeting cancellation sent 2026-11-30 for 2026-12-03 10:00")
+
+
+def test_a_meeting_that_has_passed_is_not_cancelled(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    settings = workbook(partners=[meeting_partner("2026-11-30 10:00")], email=email_section(smtp))
+    run_outreach(settings)
+    staff_for(settings).edit("Partners", "P-0001", Stage="Declined")
+    run_outreach(settings, datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    assert [str(m.message["X-Partnerloop-Template"]) for m in smtp.messages] == ["meeting_confirmation"]
+
+
+def test_a_meeting_date_without_a_time_holds_the_confirmation_and_says_how_to_write_it(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    settings = workbook(partners=[meeting_partner("2026-12-03")], email=email_section(smtp))
+    run_outreach(settings)
+    assert smtp.messages == []
+    assert row_status(settings) == ("Meeting confirmation held: Meeting date 2026-12-03 has no time; write the "
+                                    "date and time, like 2026-12-03 10:00 or 12/03/2026 2:30 PM")
+    staff_for(settings).edit("Partners", "P-0001", Meeting_date="2026-12-03 15:00")
+    run_outreach(settings, FRIDAY_9AM + timedelta(minutes=5))
+    [arrived] = smtp.messages
+    assert received(arrived.raw).event["DTSTART"].dt == datetime(2026, 12, 3, 15, 0, tzinfo=TZ)
+
+
+def test_meeting_dates_typed_in_the_clinics_date_order(workbook: Callable[..., Settings]) -> None:
+    settings = workbook(partners=[meeting_partner("3/12/2026 10:00")], sheet={"date_order": "DMY"})
+    [email] = plan_for(settings, "outreach", FRIDAY_9AM).emails
+    assert email.invite is not None and email.invite.start == datetime(2026, 12, 3, 10, 0, tzinfo=TZ)
+
+
+def test_a_meeting_date_and_time_reads_alike_from_both_backends(backend_settings: Settings) -> None:
+    seed_sheet(backend_settings, partners=[
+        meeting_partner(datetime(2026, 12, 3, 10, 0)),  # a date-time cell
+        partner(**{"Partner ID": "P-0002", "Email": "coach2@studio2.example", "Stage": "Meeting",
+                   "Meeting date": "Dec 3 2026 2pm"})])  # typed as text
+    emails = plan_for(backend_settings, "outreach", FRIDAY_9AM).emails
+    assert [(e.row.row_id, e.invite.start if e.invite else None) for e in emails] == [
+        ("P-0001", datetime(2026, 12, 3, 10, 0, tzinfo=TZ)), ("P-0002", datetime(2026, 12, 3, 14, 0, tzinfo=TZ))]
+
+
+def test_a_lost_state_dir_sends_no_invite_again_and_the_next_update_counts_on(
+        workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
+    import shutil
+
+    settings = workbook(partners=[meeting_partner("2026-12-03 10:00")], email=email_section(smtp))
+    run_outreach(settings)
+    staff_for(settings).edit("Partners", "P-0001", Meeting_date="2026-12-04 10:00")
+    monday = FRIDAY_9AM + timedelta(days=3)
+    run_outreach(settings, monday)
+    shutil.rmtree(settings.state_dir)  # the ledger is rebuilt from the Log tab
+    run_outreach(settings, monday + timedelta(minutes=5))
+    assert len(smtp.messages) == 2
+    staff_for(settings).edit("Partners", "P-0001", Meeting_date="2026-12-04 15:00")
+    run_outreach(settings, monday + timedelta(minutes=10))
+    sequences = [received(m.raw).event["SEQUENCE"] for m in smtp.messages]
+    assert sequences == [0, 1, 2]
+    assert received(smtp.messages[-1].raw).event["DTSTART"].dt == datetime(2026, 12, 4, 15, 0, tzinfo=TZ)
+
+
+def test_staff_can_have_a_meeting_invite_sent_again(
+        workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    from automations.mail.ledger import Ledger
+
+    settings = workbook(partners=[meeting_partner("2026-12-03 10:00")], email=email_section(smtp))
+    run_outreach(settings)
+    Ledger.in_state_dir(settings.state_dir).resolve("P-0001", "outreach", sent=False, now=FRIDAY_9AM)
+    run_outreach(settings, FRIDAY_9AM + timedelta(minutes=5))
+    first, again = (received(m.raw) for m in smtp.messages)
+    assert (again.event["UID"], again.event["SEQUENCE"], again.event["DTSTART"].dt) == (
+        first.event["UID"], 0, datetime(2026, 12, 3, 10, 0, tzinfo=TZ))
+    assert row_status(settings) == "Meeting confirmation sent 2026-11-27 for 2026-12-03 10:00 (sent again, as staff asked)"

@@ -72,6 +72,27 @@ def test_a_message_goes_out_as_the_delegated_mailbox_byte_for_byte(google: Googl
     assert set(google.tokens.requests[-1]["scope"].split()) == {GMAIL_SEND, GMAIL_READ}
 
 
+def test_a_meeting_invite_goes_out_over_gmail_in_the_bytes_built(google: Google) -> None:
+    from automations.core import Invite
+    from automations.mail.message import build_message
+    from automations.mail.render import Rendered
+    from tests.support.invites import received
+
+    start = datetime(2026, 12, 3, 10, 0, tzinfo=TZ)
+    invite = Invite(uid="meeting-p-0001@riverside-pt.example", sequence=0, method="REQUEST", start=start,
+                    end=start.replace(hour=11), summary="Partnership meeting", location="",
+                    organizer=("Riverside Physical Therapy", USER), sender=USER, attendee=("Leo", "run@club.example"))
+    message = build_message(Rendered("meeting_confirmation", "Our meeting", "Thursday\n", "<p>Thursday</p>"),
+                            to_email="run@club.example", to_name="Leo", clinic=google.settings.clinic,
+                            outreach=False, now=datetime(2026, 11, 27, 9, 0, tzinfo=TZ), invite=invite)
+    with make_transport(google.settings) as transport:
+        transport.send(message)
+    [sent] = google.gmail.sent(USER)
+    assert sent.raw == message_bytes(message)
+    mail = received(sent.raw)
+    assert mail.method == "REQUEST" and str(mail.event["UID"]) == invite.uid and mail.event["DTSTART"].dt == start
+
+
 def test_open_fails_before_any_send_when_delegation_lacks_a_scope(google: Google) -> None:
     google.tokens.ungrant(google.key, USER)
     google.tokens.grant(google.key, USER, GMAIL_SEND)

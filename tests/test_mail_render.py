@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,6 +20,7 @@ from automations.mail.render import (
     RenderError,
     TemplateProblem,
     format_date,
+    format_when,
     greeting,
     html_to_text,
     safe_url,
@@ -72,6 +74,8 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
         why_partner="Wir teilen das Ziel, dass Menschen sich schmerzfrei bewegen." if non_ascii
         else "Their small-group strength classes are a natural next step after knee rehab.",
         meeting_date=date(2026, 12, 3),
+        meeting_at=datetime(2026, 12, 3, 10, 0),
+        stage="Meeting",
         perk="une séance d'essai gratuite" if non_ascii else "a free intro class",
         referral_procedure="Email us the client's first name; we call them within one working day.",
         logo_url="https://cafe-nandu.example/logo.png" if non_ascii else "",
@@ -94,6 +98,13 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
         event = SimpleNamespace(id="E-0007", name="Fête du dos: posture screening" if non_ascii else "Posture screening",
                                 date=date(2026, 11, 30), kind="Screening", location="48 Elm Street",
                                 notes="Bring two mats.")
+    invite = None
+    if template in ("meeting_confirmation", "meeting_cancellation", "event_reminder"):
+        zone = ZoneInfo("America/Chicago")
+        start = datetime(2026, 11, 30, 17, 30, tzinfo=zone) if event else datetime(2026, 12, 3, 10, 0, tzinfo=zone)
+        invite = SimpleNamespace(start=start, end=start + timedelta(hours=1), sequence=0, moved_from=None,
+                                 method="CANCEL" if template == "meeting_cancellation" else "REQUEST",
+                                 cancelled=template == "meeting_cancellation", update=False)
     digest = None
     if template == "owner_digest":
         digest = SimpleNamespace(
@@ -131,6 +142,7 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
         "follow_up_days": [7, 14],
         "today": TODAY,
         "signer": None,
+        "invite": invite,
     }
 
 
@@ -316,9 +328,49 @@ def test_referral_update_and_closed_report_first_visit_and_end_of_care(renderer:
 
 def test_event_reminder_gives_when_where_and_days_left(renderer: Renderer) -> None:
     rendered = renderer.render("event_reminder", realistic_context("event_reminder"))
-    assert rendered.subject == "Reminder: Posture screening on Monday, November 30"
-    assert "in 3 days" in flat(rendered.text)
-    assert "Monday, November 30, 2026" in flat(rendered.text) and "48 Elm Street" in flat(rendered.text)
+    assert rendered.subject == "Reminder: Posture screening on Monday, November 30 at 5:30 PM"
+    assert "Posture screening, which we're hosting with Northside Strength Co., is in 3 days, on Monday, " \
+           "November 30, 2026, 5:30 PM to 6:30 PM Central Time." in flat(rendered.text)
+    assert "48 Elm Street" in flat(rendered.text)
+    assert "A quick reminder" not in rendered.text and "Bring two mats" not in rendered.text  # Notes are internal
+
+
+@pytest.mark.parametrize("kind", ["Open house", "Class", "Screening", "Social", "Talk"])
+def test_event_reminder_reads_as_a_sentence_for_every_kind(renderer: Renderer, kind: str) -> None:
+    context = realistic_context("event_reminder")
+    context["event"].kind, context["event"].name = kind, f"Healthy Knees {kind}"
+    text = flat(renderer.render("event_reminder", context).text)
+    assert f"Healthy Knees {kind}, which we're hosting with Northside Strength Co., is in 3 days, on Monday" in text
+    assert f"What: {kind}" in text
+
+
+def test_the_time_is_said_in_words_with_the_weekday_and_the_zone() -> None:
+    zone = ZoneInfo("America/Chicago")
+    start = datetime(2026, 12, 3, 10, 0, tzinfo=zone)
+    assert format_when(start, start + timedelta(hours=1)) == \
+        "Thursday, December 3, 2026, 10:00 AM to 11:00 AM Central Time"
+    assert format_when(start.replace(hour=14, minute=30), style="short") == "Thursday, December 3 at 2:30 PM"
+    late = start.replace(hour=22)
+    assert format_when(late, late + timedelta(hours=3)) == \
+        "Thursday, December 3, 2026, 10:00 PM to Friday, December 4, 2026, 1:00 AM Central Time"
+    berlin = datetime(2026, 7, 1, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert format_when(berlin, berlin + timedelta(minutes=45)).endswith("9:00 AM to 9:45 AM Central European Time")
+    assert format_when(None) == ""
+
+
+def test_a_moved_meeting_and_a_cancelled_one_say_so(renderer: Renderer) -> None:
+    context = realistic_context("meeting_confirmation")
+    zone = ZoneInfo("America/Chicago")
+    context["invite"].moved_from, context["invite"].update = datetime(2026, 12, 2, 9, 0, tzinfo=zone), True
+    moved = renderer.render("meeting_confirmation", context)
+    assert moved.subject.startswith("New time for our meeting: Thursday, December 3 at 10:00 AM")
+    assert "We've moved our meeting from Wednesday, December 2 at 9:00 AM to Thursday, December 3, 2026, " \
+           "10:00 AM to 11:00 AM Central Time." in flat(moved.text)
+    cancelled = renderer.render("meeting_cancellation", realistic_context("meeting_cancellation"))
+    assert cancelled.subject == ("Cancelled: our meeting on Thursday, December 3 at 10:00 AM: "
+                                 "Riverside Physical Therapy and Northside Strength Co.")
+    assert "Our meeting on Thursday, December 3, 2026, 10:00 AM to 11:00 AM Central Time is cancelled." \
+        in flat(cancelled.text)
 
 
 def test_event_reminder_without_a_partner(renderer: Renderer) -> None:
@@ -390,6 +442,7 @@ def test_unsafe_links_in_cells_are_not_linked(renderer: Renderer) -> None:
 def test_empty_cells_print_as_nothing(renderer: Renderer) -> None:
     context = realistic_context("meeting_confirmation")
     context["partner"].meeting_date = None
+    context["invite"] = None
     context["partner"].contact_name = ""
     rendered = renderer.render("meeting_confirmation", context)
     assert rendered.subject == "Our meeting: Riverside Physical Therapy and Northside Strength Co."

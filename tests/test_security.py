@@ -203,7 +203,7 @@ def consent_rows() -> dict[str, list[dict[str, Any]]]:
                               "Referred on": "2026-11-10", "Consent": consent, "Consent expires": expires,
                               "Goal": goal, "Discharge date": "2026-11-26",
                               "First visit": "2026-11-20" if direction == "In" else None})
-    events = [{"Event ID": "E-0001", "Event": "Healthy knees open house", "Date": "2026-11-29", "Partner": "Harbor Gym",
+    events = [{"Event ID": "E-0001", "Event": "Healthy knees open house", "Date": "2026-11-29 10:00", "Partner": "Harbor Gym",
                "Kind": "Open house", "Location": "Clinic studio"}]
     return {"partners": partners, "referrals": [{k: v for k, v in r.items() if v is not None} for r in referrals],
             "events": events}

@@ -147,7 +147,7 @@ def test_xlsx_splits_a_column_range_staff_sized_without_losing_it(settings: Sett
     span.width = 30
     book.save(settings.sheet.path)
 
-    open_backend(settings).append("Events", [["E-0001", "Open house", date(2026, 12, 5), "Body Works", "Open house",
+    open_backend(settings).append("Events", [["E-0001", "Open house", date(2026, 12, 5), None, "Body Works", "Open house",
                                               "The clinic's gym, 120 Main Street, Springfield, second floor"]])
 
     events = openpyxl.load_workbook(settings.sheet.path)["Events"]

@@ -77,7 +77,8 @@ def test_do_not_email_with_free_text_blocks_discharge_updates_and_reminders(tmp_
             {"Referral ID": "R-0002", "Direction": "In", "Partner": "P-0001", "Patient first name": "Sam",
              "Consent": "Yes", "Referred on": d(-10), "Thanks sent": d(-9), "First visit": d(-2)},
         ],
-        events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2), "Partner": "Body Works",
+        events=[{"Event ID": "E-0001", "Event": "Open house", "Date": datetime.combine(d(2), time(18)),
+                 "Partner": "Body Works",
                  "Kind": "Open house"}],
     )
     sent = run(settings, "discharge", "referrals_in", "events")
@@ -157,7 +158,8 @@ def test_a_partner_reference_goes_to_the_exact_business_not_a_look_alike(tmp_pat
 def test_a_loose_partner_reference_sends_nothing_and_names_the_row(tmp_path: Path, written: str) -> None:
     settings = sheet(tmp_path, partners=[active("P-0001", "Body Works", "hello@body-works.example")],
                      referrals=[discharged("R-0001", written, "Jordan")],
-                     events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2), "Partner": written}])
+                     events=[{"Event ID": "E-0001", "Event": "Open house", "Date": datetime.combine(d(2), time(18)),
+                              "Partner": written}])
     sent = run(settings, "discharge", "events")
     assert recipients(sent) == []
     statuses = {row.id: row.status for row in book_of(settings).rows()}
@@ -386,9 +388,10 @@ def test_a_cell_staff_change_during_the_run_is_left_and_the_row_says_so(tmp_path
 
 def test_a_lost_state_dir_resends_nothing_the_log_shows(tmp_path: Path) -> None:
     partners = [prospect("P-0001", "one@studio.example"),
-                active("P-0002", "Warm Yoga", "hello@warmyoga.example", Stage="Meeting", **{"Meeting date": d(3)}),
+                active("P-0002", "Warm Yoga", "hello@warmyoga.example", Stage="Meeting",
+                       **{"Meeting date": datetime.combine(d(3), time(10))}),
                 active("P-0003", "Core Gym", "core@gym.example", Stage="Agreement")]
-    settings = sheet(tmp_path, partners, events=[{"Event ID": "E-0001", "Event": "Open house", "Date": d(2),
+    settings = sheet(tmp_path, partners, events=[{"Event ID": "E-0001", "Event": "Open house", "Date": datetime.combine(d(2), time(18)),
                                                   "Partner": "Core Gym"}])
     run_at(settings, ["outreach", "events", "digest"])
     first = sent(settings)

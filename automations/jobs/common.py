@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any, Callable
 
 from automations.check import problem_status
-from automations.core import STATUS, SendKey
+from automations.core import STATUS, Invite, SendKey
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.mail.message import unsubscribe_mailto
 from automations.model import Event, Partner, Referral, RowRef
@@ -15,7 +15,7 @@ from automations.sheets.base import RowWrite
 
 def render_context(inp: JobInput, template: str, *, partner: Partner | None = None, referral: Referral | None = None,
                    event: Event | None = None, digest: Any = None, scorecard: Any = None, step: int = 1,
-                   recipient: str = "partner") -> dict[str, Any]:
+                   recipient: str = "partner", invite: Invite | None = None) -> dict[str, Any]:
     """Every key the templates may use (SPEC §5); rows are passed as they are, with attribute access."""
     clinic = inp.settings.clinic
     return {
@@ -32,6 +32,7 @@ def render_context(inp: JobInput, template: str, *, partner: Partner | None = No
         "follow_up_days": list(inp.settings.follow_up_days),
         "today": inp.today,
         "signer": signer(inp, partner),  # the partner's Owner from [[staff]], who signs; None: the team signs
+        "invite": invite,  # the calendar invite the email carries (meetings, events): start, end, update, cancelled
     }
 
 

@@ -7,12 +7,14 @@ set Do not email, or the address is opted out. After the last follow-up the stat
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from automations.core import STATUS, SendKey
-from automations.jobs.common import attention, day, render_context
+from automations.core import STATUS, Invite, SendKey
+from automations.jobs import invites
+from automations.jobs.common import attention, day, render_context, signer
+from automations.jobs.invites import local_now, sheet_time
 from automations.jobs.plan import Email, JobInput, Plan
-from automations.model import Partner
+from automations.model import DEFAULT_LENGTH, Partner
 from automations.sheets.base import RowWrite
 
 
@@ -53,6 +55,9 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     again = _again(inp, p)
     if again is not None:
         return again, None
+    cancellation = _meeting_cancellation(inp, p)
+    if cancellation is not None:
+        return cancellation
     replied = inp.replied.get(p.id)
     if replied is not None and p.stage_since is not None and replied < p.stage_since:
         replied = None  # staff moved the partner on since that reply: a new start
@@ -94,12 +99,7 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
             return None, None  # it says so already, with the day the last letter went
         return None, f"No reply after the last follow-up: {_call(p)}"
     if p.stage == "Meeting":
-        if p.meeting_date is None or p.meeting_date < today:
-            return None, "Meeting: add a future Meeting date to send the confirmation"
-        if _cannot_email(inp, p):
-            return None, f"Meeting confirmation not sent: {_cannot_email(inp, p)}"
-        return _email(inp, p, f"meeting_confirmation_{p.meeting_date.isoformat()}", "meeting_confirmation",
-                      "Meeting confirmation", {}, f"Meeting confirmation sent {day(today)} for {day(p.meeting_date)}"), None
+        return _meeting(inp, p)
     if p.stage == "Agreement":
         if _cannot_email(inp, p):
             return None, f"Welcome not sent: {_cannot_email(inp, p)}"
@@ -118,9 +118,91 @@ def _again(inp: JobInput, p: Partner) -> Email | None:
             "follow_up_1": ("outreach_follow_up_1", "Follow-up 1", 2),
             "follow_up_2": ("outreach_follow_up_2", "Follow-up 2", 3),
             "welcome": ("partnership_welcome", "Welcome", 1),
-        }.get(key.step, ("meeting_confirmation", "Meeting confirmation", 1))
+        }.get(key.step, ("", "", 1))
+        if not template:
+            return _meeting_again(inp, p, key.step)
         return _email(inp, p, key.step, template, label, {}, f"{label} sent {day(inp.today)}", number=number)
     return None
+
+
+# -- the meeting and its calendar invite ---------------------------------------------------------------------
+
+MEETING = "meeting_"  # the steps of a partner's meeting invites (see automations.jobs.invites)
+
+
+def _meeting(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
+    """The confirmation (an invite) of a future meeting, or its update when staff moved it since."""
+    today = inp.today
+    sent = invites.history(inp, "outreach", p.id, MEETING)
+    if p.meeting_date is None and sent and sent[-1].kind == "cancel":
+        return None, None  # the row says the cancellation went; a new date starts again
+    if p.meeting_date is None or p.meeting_date < today:
+        return None, "Meeting: add a future Meeting date to send the confirmation"
+    if p.meeting_at is None:
+        if any(s.when == p.meeting_date.isoformat() for s in sent):
+            return None, None  # confirmed by date alone, before invites carried the time
+        return None, (f"Meeting confirmation held: Meeting date {p.meeting_date.isoformat()} has no time; write "
+                      f"the date and time, like {p.meeting_date.isoformat()} 10:00 or "
+                      f"{p.meeting_date:%m/%d/%Y} 2:30 PM")
+    if p.meeting_at <= local_now(inp):
+        return None, "Meeting: add a future Meeting date to send the confirmation"
+    when = invites.when_token(p.meeting_at)
+    last = sent[-1] if sent else None
+    if last is not None and last.on_calendar and last.when == when:
+        return None, None  # the partner's calendar has it as it is
+    if _cannot_email(inp, p):
+        return None, f"Meeting confirmation not sent: {_cannot_email(inp, p)}"
+    moved = last.start if last is not None and last.on_calendar else None
+    moved = moved if moved is not None and moved > local_now(inp) else None  # after a past meeting: a new one
+    sequence = invites.next_sequence(sent)
+    invite = _meeting_invite(inp, p, sequence, "REQUEST", p.meeting_at, moved)
+    if invite.update:
+        return _email(inp, p, invites.step(MEETING, "update", sequence, when), "meeting_confirmation", "Meeting update",
+                      {}, f"Meeting update sent {day(today)}: moved to {sheet_time(p.meeting_at)}", invite=invite), None
+    return _email(inp, p, invites.step(MEETING, "confirmation", sequence, when), "meeting_confirmation",
+                  "Meeting confirmation", {}, f"Meeting confirmation sent {day(today)} for {sheet_time(p.meeting_at)}",
+                  invite=invite), None
+
+
+def _meeting_cancellation(inp: JobInput, p: Partner) -> tuple[Email | None, str | None] | None:
+    """A cancellation when the partner's calendar holds a meeting still ahead, and staff cleared the Meeting
+    date or set Stage Declined; None when none is due."""
+    if p.stage != "Declined" and p.meeting_date is not None:
+        return None
+    sent = invites.history(inp, "outreach", p.id, MEETING)
+    last = sent[-1] if sent else None
+    if last is None or not last.on_calendar or last.start is None or last.start <= local_now(inp):
+        return None
+    if _cannot_email(inp, p):
+        return None, f"Meeting cancellation not sent: {_cannot_email(inp, p)}"
+    sequence = invites.next_sequence(sent)
+    invite = _meeting_invite(inp, p, sequence, "CANCEL", last.start)
+    return _email(inp, p, invites.step(MEETING, "cancel", sequence, last.when), "meeting_cancellation",
+                  "Meeting cancellation", {}, f"Meeting cancellation sent {day(inp.today)} for {sheet_time(last.start)}",
+                  invite=invite), None
+
+
+def _meeting_again(inp: JobInput, p: Partner, step: str) -> Email | None:
+    """A meeting invite staff asked to go out again: the same invite (its SEQUENCE, its time) once more."""
+    found = invites.parse(step.removeprefix(MEETING)) if step.startswith(MEETING) else None
+    start = (found.start if found is not None else None) or p.meeting_at  # a step from before invites: as now
+    if found is None or start is None:
+        return None
+    cancel = found.kind == "cancel"
+    invite = _meeting_invite(inp, p, found.sequence, "CANCEL" if cancel else "REQUEST", start)
+    label = "Meeting cancellation" if cancel else "Meeting confirmation"
+    return _email(inp, p, step, "meeting_cancellation" if cancel else "meeting_confirmation", label, {},
+                  f"{label} sent {day(inp.today)} for {sheet_time(start)}", invite=invite)
+
+
+def _meeting_invite(inp: JobInput, p: Partner, sequence: int, method: str, start: datetime,
+                    moved_from: datetime | None = None) -> Invite:
+    assert p.email is not None
+    clinic = inp.settings.clinic
+    return invites.invite(inp, uid=invites.uid("meeting", p.id, inp), sequence=sequence, method=method,
+                          start=start, end=start + DEFAULT_LENGTH,
+                          summary=f"Partnership meeting: {clinic.name} and {p.business}", location="",
+                          to=(p.contact_name, p.email), signer=signer(inp, p), moved_from=moved_from)
 
 
 def _cannot_email(inp: JobInput, p: Partner) -> str:
@@ -142,11 +224,11 @@ SEQUENCE = ("intro", "follow_up_1", "follow_up_2")  # one conversation: each fol
 
 
 def _email(inp: JobInput, p: Partner, step: str, template: str, label: str, cells: dict[str, object],
-           status: str, number: int = 1) -> Email:
+           status: str, number: int = 1, invite: Invite | None = None) -> Email:
     assert p.email is not None
     earlier = SEQUENCE[:SEQUENCE.index(step)] if step in SEQUENCE else ()
     return Email(job="outreach", row=p.ref, step=step, template=template, to_email=p.email,
                  to_name=p.contact_name, recipient="partner", label=label,
-                 context=render_context(inp, template, partner=p, step=number),
+                 context=render_context(inp, template, partner=p, step=number, invite=invite),
                  on_sent=cells, sent_status=status, outreach=template.startswith("outreach_"),
-                 answers=tuple(SendKey("outreach", p.id, s) for s in earlier))
+                 answers=tuple(SendKey("outreach", p.id, s) for s in earlier), invite=invite)

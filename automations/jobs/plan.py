@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Callable, Mapping
 
 from automations.config import Settings
-from automations.core import Inbox, RunRecord, SendKey
+from automations.core import Inbox, Invite, RunRecord, SendKey
 from automations.model import Book, RowRef
 from automations.sheets.base import Dashboard, RowWrite
 
@@ -34,6 +34,7 @@ class Email:
     outreach: bool = False
     writes_back: bool = True  # False for an email that belongs to no sheet row (the owner's digest)
     answers: tuple[SendKey, ...] = ()  # the earlier letters of its conversation, oldest first: it replies to them
+    invite: Invite | None = None  # the calendar invitation it carries (meetings and events)
 
     @property
     def key(self) -> SendKey:

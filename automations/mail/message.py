@@ -8,6 +8,7 @@ local part needs a server offering SMTPUTF8 (the transport checks).
 
 from __future__ import annotations
 
+import base64
 import binascii
 import uuid
 from collections.abc import Sequence
@@ -21,9 +22,11 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from automations.cells import checked_address, one_line
 from automations.config import ClinicSettings
+from automations.core import Invite
 from automations.mail.render import Rendered
 
 TEMPLATE_HEADER = "X-Partnerloop-Template"
+INVITE_FILENAME = "invite.ics"
 
 
 class _HeaderClasses(headerregistry.HeaderRegistry):
@@ -70,12 +73,16 @@ def build_message(
     now: datetime,
     references: Sequence[str] = (),
     signer: tuple[str, str] | None = None,
+    invite: Invite | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message (text, then HTML) ready for any transport.
 
     *references*: the Message-IDs of the earlier letters it answers, oldest first (In-Reply-To is the
-    last). *signer*: (name, address) of the staff member who signs it: replies go to them. Raises ValueError when *to_email* is not one valid address (the message names no address,
-    so it is safe for logs) or when *now* has no time zone.
+    last). *signer*: (name, address) of the staff member who signs it: replies go to them. *invite*:
+    a calendar invitation, carried as a text/calendar alternative (what calendar clients act on) and
+    as an invite.ics attachment (for the rest), inside multipart/mixed. Raises ValueError when
+    *to_email* is not one valid address (the message names no address, so it is safe for logs) or
+    when *now* has no time zone.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the send time must carry a time zone")
@@ -85,8 +92,14 @@ def build_message(
     else:
         reply_to = mailbox(clinic.name, clinic.reply_to, "[clinic] reply_to") if clinic.reply_to else None
     recipient = mailbox(to_name, to_email)
+    ics = None
+    if invite is not None:
+        from automations.mail.calendar import calendar_bytes  # icalendar loads only for a run that sends invites
+
+        ics = calendar_bytes(invite, stamp=now)
     if all(a.addr_spec.isascii() for a in (sender, recipient, *([reply_to] if reply_to else []))):
-        return _written(rendered, sender, reply_to, recipient, clinic, outreach, now, references)
+        return _written(rendered, sender, reply_to, recipient, clinic, outreach, now, references,
+                        (invite.method, ics) if invite is not None and ics is not None else None)
     # A non-ASCII mailbox name (SMTPUTF8): the email package writes it as such servers expect.
     message = EmailMessage(policy=SMTP_POLICY)
     message["Message-ID"] = make_msgid(domain=_ascii_domain(clinic.domain))
@@ -104,11 +117,16 @@ def build_message(
     message[TEMPLATE_HEADER] = one_line(rendered.template)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if invite is not None and ics is not None:
+        message.add_alternative(ics.decode("utf-8"), subtype="calendar", charset="utf-8", cte="base64",
+                                params={"method": invite.method})
+        message.add_attachment(ics, maintype="application", subtype="ics", filename=INVITE_FILENAME)
     return message
 
 
 def _written(rendered: Rendered, sender: Address, reply_to: Address | None, recipient: Address,
-             clinic: ClinicSettings, outreach: bool, now: datetime, references: Sequence[str]) -> EmailMessage:
+             clinic: ClinicSettings, outreach: bool, now: datetime, references: Sequence[str],
+             calendar: tuple[str, bytes] | None = None) -> EmailMessage:
     """The same message written out directly as RFC 5322 bytes (several times faster than building it
     header by header), its headers read back as an EmailMessage that keeps those bytes for the transport
     to send (the parts stay as written: parse `message_bytes` to read them)."""
@@ -128,12 +146,24 @@ def _written(rendered: Rendered, sender: Address, reply_to: Address | None, reci
     ]
     boundary = "=====partnerloop-" + uuid.uuid4().hex + "=="
     lines = [f"{name}: {value}" for name, value in headers]
+    if calendar is not None:  # the alternatives and the invite.ics attachment, side by side
+        mixed = boundary.replace("partnerloop-", "partnerloop-mixed-")
+        lines += [f'Content-Type: multipart/mixed; boundary="{mixed}"', "", f"--{mixed}"]
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     lines.append("")
     for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
         lines += [f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"',
                   "Content-Transfer-Encoding: quoted-printable", "", _quoted_printable(body)]
+    if calendar is not None:
+        method, ics = calendar
+        encoded = _base64(ics)
+        lines += [f"--{boundary}", f'Content-Type: text/calendar; charset="utf-8"; method={method}',
+                  "Content-Transfer-Encoding: base64", "", encoded]
     lines += [f"--{boundary}--", ""]
+    if calendar is not None:
+        lines[-1:] = [f"--{mixed}", f'Content-Type: application/ics; name="{INVITE_FILENAME}"',
+                      f'Content-Disposition: attachment; filename="{INVITE_FILENAME}"',
+                      "Content-Transfer-Encoding: base64", "", encoded, f"--{mixed}--", ""]
     wire = "\r\n".join(lines).encode("ascii")
     message = BytesParser(policy=SMTP_POLICY, _class=WrittenMessage).parsebytes(wire, headersonly=True)
     assert isinstance(message, WrittenMessage)
@@ -159,6 +189,11 @@ def _quoted_printable(body: str) -> str:
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     text = text if text.endswith("\n") else text + "\n"
     return binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8"), quotetabs=False, istext=True).decode("ascii")
+
+
+def _base64(data: bytes) -> str:
+    """A part's body in base64, lines of 76 characters ending CRLF."""
+    return base64.encodebytes(data).decode("ascii").replace("\n", "\r\n").rstrip("\r\n")
 
 
 def unsubscribe_mailto(clinic: ClinicSettings) -> str:

@@ -15,7 +15,7 @@ import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
@@ -34,6 +34,7 @@ EMAIL_TEMPLATES = (
     "outreach_follow_up_1",
     "outreach_follow_up_2",
     "meeting_confirmation",
+    "meeting_cancellation",
     "partnership_welcome",
     "discharge_partner",
     "discharge_patient",
@@ -88,6 +89,7 @@ class Renderer:
             finalize=_blank_none,
         )
         self.env.filters["date"] = format_date
+        self.env.filters["when"] = format_when
         self.env.filters["safe_url"] = safe_url
         self.env.filters["display_url"] = display_url
         self.env.filters["greeting"] = greeting
@@ -262,6 +264,66 @@ def format_date(value: Any, style: str = "long") -> str:
     if style == "long":
         return f"{month} {value.day}, {value.year}"
     raise ValueError(f"date style {style!r}: use long, day or full")
+
+
+def format_when(start: Any, end: Any = None, style: str = "full") -> str:
+    """A meeting or event time for people, in the zone *start* carries.
+
+    full: "Thursday, December 3, 2026, 10:00 AM to 11:00 AM Central Time" (`|when(invite.end)`);
+    short, for subjects: "Thursday, December 3 at 10:00 AM" (`|when("short")`); time: "10:00 AM".
+    """
+    if isinstance(end, str):  # {{ invite.start|when("short") }}
+        style, end = end, None
+    if not isinstance(start, datetime):
+        return format_date(start, "full") if style == "full" else format_date(start, "day")
+    if style == "time":
+        return _clock(start)
+    if style == "short":
+        return f"{format_date(start, 'day')} at {_clock(start)}"
+    if style != "full":
+        raise ValueError(f"when style {style!r}: use full, short or time")
+    text = f"{format_date(start, 'full')}, {_clock(start)}"
+    if isinstance(end, datetime):
+        end = end.astimezone(start.tzinfo) if start.tzinfo is not None and end.tzinfo is not None else end
+        text += f" to {_clock(end)}" if end.date() == start.date() else f" to {format_date(end, 'full')}, {_clock(end)}"
+    zone = zone_name(start)
+    return f"{text} {zone}" if zone else text
+
+
+def _clock(moment: datetime) -> str:
+    """10:00 AM, 2:30 PM."""
+    hour = moment.hour % 12 or 12
+    return f"{hour}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
+
+
+def zone_name(moment: datetime) -> str:
+    """The clinic's time zone as people say it ("Central Time", "Central European Time"), from the CLDR
+    names Babel ships; the name for the date ("Hawaii-Aleutian Standard Time") where a zone has no
+    plain generic one; "" for a time without a zone."""
+    key = getattr(moment.tzinfo, "key", None)
+    if not key:
+        return ""
+    generic = _generic_zone_name(key)
+    return generic or _dated_zone_name(key, moment.replace(tzinfo=None).isoformat())
+
+
+@functools.lru_cache(maxsize=64)
+def _generic_zone_name(key: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import get_timezone_name  # loaded on first use: a run that sends no invite never needs it
+
+    name = get_timezone_name(ZoneInfo(key), "long", zone_variant="generic", locale="en_US")
+    return "" if "(" in name or "Unknown" in name else name
+
+
+@functools.lru_cache(maxsize=64)
+def _dated_zone_name(key: str, moment: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import get_timezone_name
+
+    return get_timezone_name(datetime.fromisoformat(moment).replace(tzinfo=ZoneInfo(key)), "long", locale="en_US")
 
 
 def safe_url(value: Any) -> str:
@@ -579,12 +641,13 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
             staff_email="frontdesk@clinic.example",
         )
     partner = SimpleNamespace(
-        business="Sample Strength Studio", kind="Personal trainer", contact_name="Sam Sample",
+        business="Sample Strength Studio", kind="Personal trainer", contact_name="Sam Sample", stage="Meeting",
         first_name="Sam", email="sam@studio.example", phone="(555) 010-0001",
         website="https://studio.example", address="2 Sample Avenue, Springfield",
         introduced_by="Alex Example" if name == "outreach_warm_intro" else "",
         why_partner="We both help people get back to the activities they love.",
-        meeting_date=today + timedelta(days=4), perk="a free intro class",
+        meeting_date=today + timedelta(days=4), meeting_at=datetime.combine(today + timedelta(days=4), time(10)),
+        perk="a free intro class",
         referral_procedure="Email us the client's first name; we call them within one working day.",
         logo_url="https://studio.example/logo.png",
     )
@@ -598,8 +661,21 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         )
     event = None
     if name == "event_reminder":
-        event = SimpleNamespace(id="E-0001", name="Posture screening day", date=today + timedelta(days=3),
-                                kind="Screening", location="Sample Strength Studio", notes="Bring mats.")
+        starts = datetime.combine(today + timedelta(days=3), time(17, 30))
+        event = SimpleNamespace(id="E-0001", name="Posture screening day", date=starts.date(), starts=starts,
+                                ends=starts + timedelta(hours=2), kind="Screening",
+                                location="Sample Strength Studio", notes="Bring mats.")
+    invite = None
+    if name in ("meeting_confirmation", "meeting_cancellation", "event_reminder"):
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(getattr(clinic, "timezone", "") or "America/Chicago")
+        start = event.starts if event is not None else partner.meeting_at
+        end = event.ends if event is not None else start + timedelta(hours=1)
+        invite = SimpleNamespace(start=start.replace(tzinfo=zone), end=end.replace(tzinfo=zone), sequence=0,
+                                 method="CANCEL" if name == "meeting_cancellation" else "REQUEST",
+                                 cancelled=name == "meeting_cancellation", update=False, moved_from=None,
+                                 summary="Sample meeting", location="")
     digest = None
     if name == "owner_digest":
         digest = SimpleNamespace(
@@ -638,6 +714,7 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "step": 1,
         "follow_up_days": [7, 14],
         "today": today,
+        "invite": invite,
         "signer": None if name == "owner_digest" else SimpleNamespace(
             name="Ana Sample", title="Partnerships lead", email="ana@clinic.example", phone="(555) 010-0002"),
     }

@@ -22,6 +22,11 @@ def d(n: int) -> date:
     return DAY0 + timedelta(days=n)
 
 
+def at(n: int, hour: int, minute: int = 0) -> datetime:
+    """Day n at a time of day, on the clinic's wall clock (as a date-time cell holds it)."""
+    return datetime.combine(d(n), time(hour, minute))
+
+
 def day0_rows() -> dict[str, list[dict[str, Any]]]:
     """The Partners, Referrals and Events rows on day 0, by tab key (for `seed_sheet`)."""
     partners = [
@@ -47,9 +52,9 @@ def day0_rows() -> dict[str, list[dict[str, Any]]]:
          "Consent": "", "Goal": "Knee strength", "Discharge date": d(4)},
     ]
     events = [
-        {"Event ID": "E-0001", "Event": "Healthy knees open house", "Date": d(40), "Partner": "Active Run Club",
-         "Kind": "Open house", "Location": "Clinic studio"},
-        {"Event ID": "E-0002", "Event": "Staff first-aid refresher", "Date": d(58), "Kind": "Talk",
+        {"Event ID": "E-0001", "Event": "Healthy Knees Open House", "Date": at(40, 17, 30), "Ends": "7:00 PM",
+         "Partner": "Active Run Club", "Kind": "Open house", "Location": "Clinic studio"},
+        {"Event ID": "E-0002", "Event": "Staff first-aid refresher", "Date": at(58, 12), "Kind": "Talk",
          "Location": "Clinic"},
     ]
     return {"partners": partners, "referrals": referrals, "events": events}
@@ -60,7 +65,7 @@ def staff_actions(staff: Any) -> dict[int, Callable[[], None]]:
     return {
         1: lambda: staff.add("Referrals", Referral_ID="R-0006", Direction="In", Partner="Active Run Club",
                              Patient_first_name="Sam", Consent="No", Referred_on=d(1).isoformat()),
-        3: lambda: staff.edit("Partners", "P-0002", Stage="Meeting", Meeting_date=d(10).isoformat()),
+        3: lambda: staff.edit("Partners", "P-0002", Stage="Meeting", Meeting_date=f"{d(10).isoformat()} 10:00"),
         5: lambda: staff.edit("Referrals", "R-0006", First_visit=d(5).isoformat()),
         9: lambda: staff.edit("Referrals", "R-0004", Consent="Yes"),
         12: lambda: (staff.edit("Partners", "P-0002", Stage="Agreement"),
