@@ -190,7 +190,7 @@ IN_WITH_CONSENT = ("R-0010", ("Philippa", "Jessamine", "Dance recital", ""))
 def consent_rows() -> dict[str, list[dict[str, Any]]]:
     partners = [
         {"Partner ID": "P-0001", "Business": "Harbor Gym", "Contact name": "Dana Reyes", "Email": "dana@harbor.example",
-         "Stage": "Active", "Perk": "a free month", "Referral procedure": "book an orientation", "Stage since": "2026-01-05"},
+         "Stage": "Active", "Perk": "a free month", "Taking our patients": "book an orientation", "Stage since": "2026-01-05"},
         {"Partner ID": "P-0002", "Business": "Lotus Yoga", "Contact name": "Priya Raman", "Email": "priya@lotus.example",
          "Stage": "Agreement", "Stage since": "2026-11-20"},
     ]
