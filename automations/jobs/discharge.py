@@ -85,6 +85,9 @@ def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
             job="discharge", row=r.ref, step="patient", template="discharge_patient", to_email=r.patient_email,
             to_name=" ".join(n for n in (r.patient_first_name, r.patient_last_name) if n), recipient="patient",
             label="Patient email",
-            context=render_context(inp, "discharge_patient", partner=partner, referral=r, recipient="patient"),
+            # Signed by the clinic's team, Reply-To the clinic: the patient's replies (an "unsubscribe" among
+            # them) must reach the mailbox the replies job reads, not the partner's Owner.
+            context={**render_context(inp, "discharge_patient", partner=partner, referral=r, recipient="patient"),
+                     "signer": None},
             on_sent={"Patient emailed": today}, sent_status=f"Patient emailed {day(today)}"))
     return emails, None

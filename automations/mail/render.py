@@ -545,7 +545,7 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "step": 1,
         "follow_up_days": [7, 14],
         "today": today,
-        "signer": None if name == "owner_digest" else SimpleNamespace(
+        "signer": None if name in ("owner_digest", "discharge_patient") else SimpleNamespace(
             name="Ana Sample", title="Partnerships lead", email="ana@clinic.example", phone="(555) 010-0002"),
     }
 
