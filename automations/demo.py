@@ -66,7 +66,7 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
                   goal="Back to running 5k", discharge=ago(1)),
         # Waiting for consent (Consent blank): nothing is sent.
         _referral("R-0002", "Out", "Iron & Oak Gym", "Morgan", "Hale", "morgan.hale@mail.example", referred_on=ago(2),
-                  consent="", goal="Climb stairs without pain", discharge=ago(2)),
+                  consent="", goal="Climb stairs after knee surgery", discharge=ago(2)),  # check warns: clinical
         # Inbound: new (thanks), first visit (update), discharged (loop closed).
         _referral("R-0003", "In", "Still Water Massage", "Casey", "Nguyen", "", referred_on=ago(1), consent="Yes",
                   expires=later, goal="Shoulder mobility"),

@@ -50,10 +50,10 @@ def test_run_summary_then_status_and_nothing_twice(tmp_path: Path, capsys: pytes
     capsys.readouterr()
     assert main(["--config", str(config), "run", "outreach", "discharge", "--now", "2026-11-27T10:00"]) == 0
     first = capsys.readouterr().out.strip().splitlines()
-    assert first[0] == "outreach, discharge: sent 8 email(s)"
+    assert first[0] == "outreach, discharge: sent 12 email(s)"  # 6 outreach; 3 discharges, 2 emails each
     assert main(["--config", str(config), "run", "outreach", "discharge", "--now", "2026-11-27T10:30"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[0] == "outreach, discharge: sent 0 email(s)"
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 8
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 12
     assert main(["--config", str(config), "status"]) == 0
     status = capsys.readouterr().out
     assert "  outreach      " in status and " ok " in status

@@ -252,7 +252,7 @@ def test_every_dashboard_figure_matches_the_demo_rows(sheet: tuple[Settings, Any
     assert labels[:4] == ["Active partners", "Prospects contacted", "Outreach meeting rate", "Outreach reply rate"]
     assert len(labels) == 12
     assert_rows([r[1:] for r in kpis], [tuple(c[i] for c in columns) for i in range(12)])
-    assert columns[2][4] == 13 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
+    assert columns[2][4] == 18 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
 
     header, funnel = block(grid, "Partner funnel")
     assert header == ["Stage", "Reached", "Now at stage", "Next-step conversion", "Cumulative conversion"]
@@ -287,7 +287,7 @@ def test_xlsx_dashboard_has_real_values_number_formats_and_a_chart(tmp_path: Pat
     kpi = cells["Inbound conversion"].row
     assert [sheet.cell(kpi, c).number_format for c in (2, 3, 4)] == ["0%"] * 3
     assert isinstance(sheet.cell(kpi, 2).value, float)
-    assert sheet.cell(cells["Referrals out"].row, 4).value == 13 and sheet.cell(cells["Referrals out"].row, 4).number_format == "0"
+    assert sheet.cell(cells["Referrals out"].row, 4).value == 18 and sheet.cell(cells["Referrals out"].row, 4).number_format == "0"
     header = next(c.row for c in sheet["A"] if c.value == "Business")
     assert all(sheet.cell(header, col).font.b for col in range(1, 14))
     riverbend = next(c.row for c in sheet["B"] if c.value == "P-0007")

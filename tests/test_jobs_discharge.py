@@ -72,7 +72,7 @@ def test_before_the_discharge_date_the_row_says_when(workbook: Callable[..., Set
 
 
 def test_without_valid_consent_nobody_is_emailed_and_the_row_says_which_case(workbook: Callable[..., Settings]) -> None:
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str]] = {
         "missing": ({"Consent": "", "Consent expires": ""},
                     "Waiting for consent: when the patient signs, set Consent to Yes and fill in Consent expires"),
         "declined": ({"Consent": "No", "Consent expires": ""},

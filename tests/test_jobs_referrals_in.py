@@ -69,7 +69,7 @@ def test_without_consent_no_update_goes_and_the_row_says_which_case(workbook: Ca
     assert steps(plan) == [("thanks", "referral_thanks", "run@club.example")]  # the thank-you still goes
     assert status(plan) == "Update not sent: the patient declined (Consent is No); the partner gets only the thank-you"
     seen = {"Thanks sent": d(1), "First visit": d(5), "Discharge date": d(9)}
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str]] = {
         "expired": ({"Consent": "Yes", "Consent expires": d(9)},
                     f"Update not sent: consent expired {d(9).isoformat()}; renew it and update Consent expires to send"),
         "no expiry": ({"Consent": "Yes"}, "Update not sent: Consent is Yes but Consent expires is empty; add the "
