@@ -67,13 +67,28 @@ def status_writes(book: Book, found: Sequence[Problem] = ()) -> list[RowWrite]:
     for row in book.rows():
         if row.ref in grouped:
             continue
+        before = _without_warning(row.status)  # what the jobs last said stays; the warning goes after it
+        if before.startswith(NEEDS_ATTENTION):
+            before = ""  # a problem since fixed
         if row.ref in warned:
-            status = WARNING + "; ".join(warned[row.ref])
-            if row.status != status:
-                writes.append(row.ref.write({"Automation status": status}))
-        elif row.status.startswith((NEEDS_ATTENTION, WARNING)):
-            writes.append(row.ref.write({"Automation status": CHECKED}))
+            status = (f"{before}{WARNING_AFTER}" if before else WARNING) + "; ".join(warned[row.ref])
+        elif before != row.status:  # a warning, or a problem since fixed, to clear
+            status = before or CHECKED
+        else:
+            status = row.status
+        if status != row.status:
+            writes.append(row.ref.write({"Automation status": status}))
     return writes
+
+
+WARNING_AFTER = " · " + WARNING  # a warning after what a job last said on the row
+
+
+def _without_warning(status: str) -> str:
+    """A row's status without the warning `check` added to it."""
+    if status.startswith(WARNING):
+        return ""
+    return status.split(WARNING_AFTER, 1)[0]
 
 
 def warnings(book: Book) -> list[Problem]:

@@ -269,11 +269,14 @@ def test_a_clinical_goal_is_a_warning_on_the_row_that_does_not_fail_check(
     staff = staff_for(settings)
     staff.replace("Partners", [["Partner ID", "Business", "Email", "Stage"], ["P-0001", "Gym", "g@gym.example", "Active"]])
     staff.replace("Referrals", [
-        ["Referral ID", "Direction", "Partner", "Patient first name", "Consent", "Consent expires", "Share", "Goal"],
+        ["Referral ID", "Direction", "Partner", "Patient first name", "Consent", "Consent expires", "Share", "Goal",
+         "Partner emailed", "Automation status"],
         ["R-0001", "Out", "Gym", "Pat", "Yes", "2027-01-01", "Name, contact and goal", "Squat after ACL Post-Op rehab"],
         ["R-0002", "Out", "Gym", "Lee", "Yes", "2027-01-01", "", "Tear up the 5k"],  # "tear" as a whole word
         ["R-0003", "Out", "Gym", "Kim", "Yes", "2027-01-01", "", "Back to running 5k"],
         ["R-0004", "Out", "Gym", "Max", "Yes", "", "", "Hike again"],
+        ["R-0005", "Out", "Gym", "Ida", "Yes", "2027-01-01", "", "Run after the fracture healed", "",
+         "Partner emailed 2026-11-20"],
     ])
     init_sheet(open_backend(settings), settings)
     assert main(["--config", config, "check", "--now", "2026-11-27"]) == 0
@@ -286,15 +289,21 @@ def test_a_clinical_goal_is_a_warning_on_the_row_that_does_not_fail_check(
         "to, like Back to running 5k; see the row's Automation status",
         "warning: Referrals R-0004: Consent is Yes but Consent expires is empty: add the expiry date from the signed "
         "authorization; nothing is shared with the partner until then; see the row's Automation status",
+        "warning: Referrals R-0005: Goal reads as clinical ((value hidden)): write what the patient wants to get back "
+        "to, like Back to running 5k; see the row's Automation status",
     ]
     assert not any(word in "\n".join(out) for word in ("ACL", "Post-Op", "Squat", "Tear"))  # patient data not printed
-    assert out[-1] == "check: 5 row(s), no problems; 3 warning(s) above (they do not fail the check)"
+    assert out[-1] == "check: 6 row(s), no problems; 4 warning(s) above (they do not fail the check)"
     statuses = {r.id: r.status for r in read_book(open_backend(settings), settings).referrals}
     assert statuses["R-0001"] == ("Warning: Goal reads as clinical ('post-op', 'acl'): write what the patient wants "
                                   "to get back to, like Back to running 5k; Share lets the partner see it")
     assert statuses["R-0003"] == ""
+    assert statuses["R-0005"] == ("Partner emailed 2026-11-20 · Warning: Goal reads as clinical ('fracture'): write "
+                                  "what the patient wants to get back to, like Back to running 5k")  # after the job's
 
     staff.edit("Referrals", "R-0001", Goal="Squat with the grandkids")
+    staff.edit("Referrals", "R-0005", Goal="Run a 10k")
     assert main(["--config", config, "check", "--now", "2026-11-27"]) == 0
-    assert {r.id: r.status for r in read_book(open_backend(settings), settings).referrals}["R-0001"] == \
-        "Checked: no problems"
+    statuses = {r.id: r.status for r in read_book(open_backend(settings), settings).referrals}
+    assert statuses["R-0001"] == "Checked: no problems"
+    assert statuses["R-0005"] == "Partner emailed 2026-11-20"  # the warning goes, what the job said stays
