@@ -1,9 +1,10 @@
 """Fictional sample rows for `partnerloop init --demo` and `partnerloop demo`.
 
 Dates are relative to *today*, so every job has something due on the day the demo runs: a cold
-and a warm prospect, follow-ups, a meeting, an agreement, discharges at each Share level and at each
-consent status (missing, declined, Yes without an expiry, expired), inbound referrals at each step, an event, and a year of history for the Dashboard. Every name
-and address is invented; addresses use the reserved .example domain.
+and a warm prospect, follow-ups, a meeting, an agreement, discharges at each Share level and at
+each consent status (missing, declined, Yes without an expiry, expired), a Goal `check` warns
+about, inbound referrals at each step, an event, and a year of history for the Dashboard. Every
+name and address is invented; addresses use the reserved .example domain.
 """
 
 from __future__ import annotations

@@ -192,7 +192,9 @@ OLD_PARTNERS = [["Partner ID", "Business", "Contact name", "Email", "Stage", "Pe
                  "Coach Leo phones within 2 days", ""],
                 ["P-0002", "Iron Gym", "Dana Cole", "dana@irongym.example", "Active", "",
                  "Dana emails us the client's first name", ""],
-                ["P-0003", "Quiet Yoga", "Ann Lee", "ann@quietyoga.example", "Active", "", "", ""]]
+                ["P-0003", "Quiet Yoga", "Ann Lee", "ann@quietyoga.example", "Active", "", "", ""],
+                ["P-0004", "New Studio", "Bo Park", "bo@newstudio.example", "Agreement", "",
+                 "Bo emails us the client's first name", ""]]
 OLD_REFERRALS = [["Referral ID", "Direction", "Partner", "Patient first name", "Patient last name", "Patient email",
                   "Consent", "Consent expires", "Goal", "Discharge date"],
                  ["R-0001", "Out", "Run Club", "Jordan", "Blake", "jordan@mail.example", "Yes", "2027-06-01",
@@ -230,7 +232,7 @@ def test_a_sheet_with_the_old_referral_procedure_column_is_migrated_by_staff_thr
     out = capsys.readouterr().out.splitlines()
     asked = [line for line in out if "Referral procedure" in line]
     assert asked == [
-        "Partners: the old column Referral procedure still holds text on P-0001, P-0002. It meant two things, so "
+        "Partners: the old column Referral procedure still holds text on P-0001, P-0002, P-0004. It meant two things, so "
         "nothing is guessed: move each text into Taking our patients (how a patient we introduce starts with that "
         "partner: a booking link or code, who calls whom) or Sending us clients (how the partner sends clients to "
         "us), then clear the cell. Once the column is empty, delete it. Until then these partners get no welcome "
@@ -240,8 +242,8 @@ def test_a_sheet_with_the_old_referral_procedure_column_is_migrated_by_staff_thr
                                                 "text here: move it into Taking our patients")
     assert partners["P-0003"].status == ""
 
-    # Until staff move the text, no discharge email goes to that partner, and the old text is never emailed.
-    assert main(["--config", config, "run", "discharge", "--now", "2026-11-27"]) == 0
+    # Until staff move the text, no welcome or discharge email goes to those partners: the old text is never emailed.
+    assert main(["--config", config, "run", "outreach", "discharge", "--now", "2026-11-27"]) == 0
     assert not list((tmp_path / "outbox").glob("*.eml"))
     referral = read_book(open_backend(settings), settings).referrals[0]
     assert referral.status.startswith("Waiting: Run Club (P-0001) still has text in the old Referral procedure column")
@@ -249,16 +251,19 @@ def test_a_sheet_with_the_old_referral_procedure_column_is_migrated_by_staff_thr
     staff.edit("Partners", "P-0001", Taking_our_patients="Coach Leo phones within 2 days", Referral_procedure="")
     staff.edit("Partners", "P-0002", Sending_us_clients="Dana emails us the client's first name",
                Referral_procedure="")
+    staff.edit("Partners", "P-0004", Sending_us_clients="Bo emails us the client's first name", Referral_procedure="")
     capsys.readouterr()
     assert main(["--config", config, "check", "--now", "2026-11-27"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "Partners: the old column Referral procedure is empty; delete it (partnerloop no longer reads it)" in out
     assert read_book(open_backend(settings), settings).partners[0].status == "Checked: no problems"
 
-    assert main(["--config", config, "run", "discharge", "--now", "2026-11-27"]) == 0
-    sent = sorted((tmp_path / "outbox").glob("*.eml"))
-    assert len(sent) == 2
-    assert all("Coach Leo phones within 2 days" in " ".join(p.read_text().split()) for p in sent)
+    assert main(["--config", config, "run", "outreach", "discharge", "--now", "2026-11-27"]) == 0
+    sent = {p.name.rsplit("-", 1)[-1]: " ".join(p.read_text().split()) for p in (tmp_path / "outbox").glob("*.eml")}
+    assert sorted(sent) == ["discharge_partner.eml", "discharge_patient.eml", "partnership_welcome.eml"]
+    assert "Coach Leo phones within 2 days" in sent["discharge_partner.eml"]
+    assert "Coach Leo phones within 2 days" in sent["discharge_patient.eml"]
+    assert "Your clients, to us: Bo emails us the client's first name." in sent["partnership_welcome.eml"]
 
 
 def test_a_clinical_goal_is_a_warning_on_the_row_that_does_not_fail_check(
