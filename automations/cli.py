@@ -53,6 +53,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from automations.check import check_sheet
     from automations.mail.render import TemplateProblem, renderer_for
+    from automations.model import Problem
     from automations.sheets import open_backend
 
     if getattr(args, "mail", False):
@@ -71,18 +72,25 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         say(f"check: {len(result.layout)} missing tab(s) or column(s); rows are checked once they are back")
         return 1
     patients = settings.sheet.title("referrals")  # rows with patient data: their cells are not printed
-    for line in [*template_problems, *(p.redacted() if p.ref.tab == patients else str(p) for p in result.problems)]:
+
+    def printed(p: Problem) -> str:
+        return p.redacted() if p.ref.tab == patients else str(p)
+
+    for line in [*template_problems, *result.migration, *map(printed, result.printed_problems())]:
         say(line)
+    for warning in result.warnings:  # worth a look; they do not fail the check
+        say("warning: " + printed(warning))
     for lost in result.lost:
         say(f"not written: {lost}")
+    warned = f"; {len(result.warnings)} warning(s) above (they do not fail the check)" if result.warnings else ""
     if template_problems and not result.problems:
-        say("check: the templates need fixing (see above); the rows are fine")
+        say("check: the templates need fixing (see above); the rows are fine" + warned)
         return 1
     if result.problems:
         say(f"check: {len(result.problems)} problem(s) in {result.rows} row(s); each is also in that row's "
-            "Automation status. Fix the cells and run `partnerloop check` again.")
+            f"Automation status. Fix the cells and run `partnerloop check` again{warned}.")
         return 1
-    say(f"check: {result.rows} row(s), no problems")
+    say(f"check: {result.rows} row(s), no problems{warned}")
     return 0
 
 

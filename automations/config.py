@@ -104,6 +104,7 @@ class ClinicSettings:
     staff_email: str
     owner_email: str
     timezone: str
+    referral_instructions: str = ""  # how partners send clients to us, where a partner's Sending us clients is blank
 
     @property
     def tz(self) -> ZoneInfo:
@@ -326,6 +327,7 @@ def _settings(raw: Mapping[str, Any], source: Path) -> Settings:
         reply_to=reader.email("clinic", "reply_to", ""),
         staff_email=reader.email("clinic", "staff_email", ""),
         owner_email=reader.email("clinic", "owner_email", ""),
+        referral_instructions=reader.text("clinic", "referral_instructions", ""),
         timezone=timezone,
     )
 

@@ -1,10 +1,11 @@
 """Fictional sample rows for `partnerloop init --demo` and `partnerloop demo`.
 
 Dates are relative to *today*, so every job has something due on the day the demo runs: a cold
-and a warm prospect, follow-ups, a meeting, an agreement, discharges with and without consent,
-inbound referrals at each step, an event, and a year of history for the Dashboard and the quarterly
-scorecards (which go on any weekday of a quarter until sent; one Active partner has Scorecard = No). Every name
-and address is invented; addresses use the reserved .example domain.
+and a warm prospect, follow-ups, a meeting, an agreement, discharges at each Share level and at
+each consent status (missing, declined, Yes without an expiry, expired), a Goal `check` warns
+about, inbound referrals at each step, an event, and a year of history for the Dashboard and the
+quarterly scorecards (which go on any weekday of a quarter until sent; one Active partner has
+Scorecard = No). Every name and address is invented; addresses use the reserved .example domain.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from automations.config import Settings
 from automations.errors import PartnerloopError
+from automations.jobs.discharge import DECLINED
 
 
 def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
@@ -42,40 +44,59 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
                  step=1, last=ago(20), since=ago(3)),
         _partner("P-0006", "Core Pilates Loft", "Yoga/Pilates studio", "Ines Duarte", "ines@corepilates.example",
                  "Agreement", why="core stability classes led by rehab-trained instructors",
-                 perk="a free intro class", procedure="Email the studio with the patient's first name; they book a trial",
-                 since=ago(2)),
+                 perk="a free intro class",
+                 taking="Book the intro class at corepilates.example/intro with code RIVERSIDE", since=ago(2)),
         _partner("P-0007", "Riverbend Running Club", "Personal trainer", "Leo Martins", "coach@riverbend-run.example",
                  "Active", why="return-to-run coaching for patients we discharge after knee and ankle care",
-                 perk="two free group runs and a gait chat", procedure="Coach Leo calls the patient within 2 days",
+                 perk="two free group runs and a gait chat", taking="Coach Leo phones within 2 days to book a first group run",
+                 sending="Leo emails us the runner's first name and asks them to call us to book",
                  since=ago(300), logo="https://riverbend-run.example/logo.png"),
         _partner("P-0008", "Iron & Oak Gym", "Fitness center", "Dana Whitfield", "dana@ironoak.example", "Active",
                  why="a welcoming gym floor for older adults", perk="a free month of membership",
-                 procedure="Front desk books an orientation with a senior coach", since=ago(250)),
+                 taking="Call the front desk at (217) 555-0108 to book an orientation with a senior coach",
+                 since=ago(250)),
         _partner("P-0009", "Still Water Massage", "Massage therapist", "Ken Adeyemi", "ken@stillwater.example",
                  "Active", why="deep-tissue work for chronic neck pain", perk="20% off the first session",
-                 procedure="Patients book online with code RIVERSIDE", since=ago(200), scorecard="No"),
+                 taking="Book online at stillwater.example/book with code RIVERSIDE", since=ago(200), scorecard="No"),
         _partner("P-0010", "Blue Line Boxing", "Personal trainer", "Ray Cole", "ray@bluelineboxing.example", "Paused",
                  why="conditioning classes for younger athletes", since=ago(120), do_not_email="Yes"),
     ]
+    later = today + timedelta(days=180)
     referrals = [
-        # Due today: discharge with consent to an Active partner (partner and patient emails).
+        # Due today: discharge with consent to an Active partner who calls the patient: name, contact and goal.
         _referral("R-0001", "Out", "Riverbend Running Club", "Jordan", "Blake", "jordan.blake@mail.example",
-                  referred_on=ago(1), consent="Yes", expires=today + timedelta(days=180), goal="Back to running 5k",
-                  discharge=ago(1)),
-        # Waiting for consent: nothing is sent.
+                  referred_on=ago(1), consent="Yes", expires=later, share="Name, contact and goal",
+                  goal="Back to running 5k", discharge=ago(1)),
+        # Waiting for consent (Consent blank): nothing is sent.
         _referral("R-0002", "Out", "Iron & Oak Gym", "Morgan", "Hale", "morgan.hale@mail.example", referred_on=ago(2),
-                  consent="", goal="Climb stairs without pain", discharge=ago(2)),
+                  consent="", goal="Climb stairs after knee surgery", discharge=ago(2)),  # check warns: clinical
         # Inbound: new (thanks), first visit (update), discharged (loop closed).
         _referral("R-0003", "In", "Still Water Massage", "Casey", "Nguyen", "", referred_on=ago(1), consent="Yes",
-                  goal="Shoulder mobility"),
+                  expires=later, goal="Shoulder mobility"),
         _referral("R-0004", "In", "Riverbend Running Club", "Avery", "Stone", "", referred_on=ago(10), consent="Yes",
-                  goal="Knee strength", first_visit=ago(2), thanks=ago(9)),
+                  expires=later, goal="Knee strength", first_visit=ago(2), thanks=ago(9)),
         _referral("R-0005", "In", "Iron & Oak Gym", "Riley", "Park", "", referred_on=ago(60), consent="Yes",
-                  goal="Low back pain", first_visit=ago(52), discharge=ago(1), thanks=ago(59), update=ago(51), visits=8),
+                  expires=later, goal="Low back pain", first_visit=ago(52), discharge=ago(1), thanks=ago(59), update=ago(51), visits=8),
+        # Due today, Share blank (first name only): the patient books online with the partner's code.
+        _referral("R-0006", "Out", "Still Water Massage", "Taylor", "Reed", "taylor.reed@mail.example",
+                  referred_on=ago(3), consent="Yes", expires=later, goal="Turn my head when driving", discharge=ago(1)),
+        # Due today, Share = Name and contact: the gym's front desk may call.
+        _referral("R-0007", "Out", "Iron & Oak Gym", "Robin", "Diaz", "robin.diaz@mail.example", referred_on=ago(4),
+                  consent="Yes", expires=later, share="Name and contact", goal="Lift my grandchildren",
+                  discharge=ago(1)),
+        # Declined (Consent = No): nothing is shared, nobody is chased.
+        _referral("R-0008", "Out", "Riverbend Running Club", "Jamie", "Fox", "jamie.fox@mail.example",
+                  referred_on=ago(5), consent="No", goal="Run a 10k", discharge=ago(1)),
+        # Consent = Yes but no Consent expires: nothing is sent until the expiry is added.
+        _referral("R-0009", "Out", "Still Water Massage", "Robin", "Kim", "robin.kim@mail.example", referred_on=ago(2),
+                  consent="Yes", goal="Sleep through the night", discharge=ago(1)),
+        # Consent expired before the discharge: renew it to send.
+        _referral("R-0010", "Out", "Iron & Oak Gym", "Drew", "Lane", "drew.lane@mail.example", referred_on=ago(200),
+                  consent="Yes", expires=ago(10), goal="Garden again", discharge=ago(1)),
     ]
     # A year of settled history for the Dashboard (every email already sent).
     history_partners = ("Riverbend Running Club", "Iron & Oak Gym", "Still Water Massage")
-    number = 6
+    number = 11
     for month_back in range(1, 12):
         for k in range(1 + month_back % 3):
             partner = history_partners[(month_back + k) % 3]
@@ -85,6 +106,7 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
             referrals.append(_referral(
                 f"R-{number:04d}", direction, partner, f"Sample{number}", "Patient", "", referred_on=when,
                 consent="Yes" if (month_back + k) % 5 else "No", goal="Keep moving", first_visit=first,
+                expires=when + timedelta(days=365) if (month_back + k) % 5 else None,
                 discharge=when + timedelta(days=40) if direction == "In" and first else (when if direction == "Out" else None),
                 visits=6 if first else None, settled=when + timedelta(days=1),
             ))
@@ -112,15 +134,16 @@ def _weekday(day: date) -> date:
 
 
 def _partner(pid: str, business: str, kind: str, contact: str, email: str, stage: str, *, why: str,
-             introduced_by: str = "", meeting: datetime | None = None, perk: str = "", procedure: str = "",
+             introduced_by: str = "", meeting: datetime | None = None, perk: str = "", taking: str = "",
+             sending: str = "",
              step: int = 0, last: date | None = None, next_: date | None = None, since: date | None = None,
              logo: str = "", do_not_email: str = "", scorecard: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {
         "Partner ID": pid, "Business": business, "Kind": kind, "Contact name": contact, "Email": email,
         "Phone": "(217) 555-01" + pid[-2:], "Website": "https://" + email.split("@")[1],
         "Address": "Springfield, IL", "Introduced by": introduced_by, "Why partner": why, "Stage": stage,
-        "Meeting date": meeting, "Perk": perk, "Referral procedure": procedure, "Logo URL": logo,
-        "Do not email": do_not_email, "Scorecard": scorecard, "Owner": "Alex (front desk)",
+        "Meeting date": meeting, "Perk": perk, "Taking our patients": taking, "Sending us clients": sending,
+        "Logo URL": logo, "Do not email": do_not_email, "Scorecard": scorecard, "Owner": "Alex (front desk)",
     }
     if step:
         row.update({"Outreach step": step, "Last emailed": last, "Next follow-up": next_})
@@ -130,19 +153,19 @@ def _partner(pid: str, business: str, kind: str, contact: str, email: str, stage
 
 
 def _referral(rid: str, direction: str, partner: str, first: str, last: str, email: str, *, referred_on: date,
-              consent: str, goal: str, expires: date | None = None, discharge: date | None = None,
+              consent: str, goal: str, expires: date | None = None, share: str = "", discharge: date | None = None,
               first_visit: date | None = None, thanks: date | None = None, update: date | None = None,
               visits: int | None = None, settled: date | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "Referral ID": rid, "Direction": direction, "Partner": partner, "Patient first name": first,
         "Patient last name": last, "Patient email": email, "Referred on": referred_on, "Consent": consent,
-        "Consent expires": expires, "Goal": goal, "Discharge date": discharge, "First visit": first_visit,
+        "Consent expires": expires, "Share": share, "Goal": goal, "Discharge date": discharge, "First visit": first_visit,
         "Visits": visits, "Thanks sent": thanks, "Update sent": update,
     }
     if settled:  # history: mark every step done so no job sends for it
         if direction == "Out":
             row["Partner emailed"] = settled if consent == "Yes" else None
-            row["Automation status"] = "Demo history" if consent == "Yes" else "Waiting for consent"
+            row["Automation status"] = "Demo history" if consent == "Yes" else DECLINED
         else:
             row.update({"Thanks sent": settled, "Update sent": first_visit, "Loop closed": discharge})
             row["Automation status"] = "Demo history"

@@ -18,7 +18,20 @@ from typing import Any, Mapping, Sequence
 from automations import cells
 from automations.config import Settings
 from automations.errors import CellError, SheetLayoutError
-from automations.schema import EVENTS, JOB_COLUMNS, PARTNERS, REFERRALS, TABS, Column, TabSpec, base_columns
+from automations.schema import (
+    CLINICAL_WORDS,
+    EVENTS,
+    JOB_COLUMNS,
+    LEGACY_PROCEDURE,
+    PARTNERS,
+    REFERRALS,
+    SHARE_DEFAULT,
+    SHARES,
+    TABS,
+    Column,
+    TabSpec,
+    base_columns,
+)
 from automations.sheets.base import Backend, RowWrite, SheetRow, Table, fingerprint, plan_cells
 
 Day = date  # Event has a field named `date`; annotations inside it use this name
@@ -71,7 +84,8 @@ class Partner(_Row):
     stage: str
     meeting_date: date | None
     perk: str
-    referral_procedure: str
+    taking_our_patients: str  # how a patient we introduce starts with them: booking link or code, who calls whom
+    sending_us_clients: str  # how they refer clients to us; blank: [clinic] referral_instructions
     logo_url: str
     do_not_email: bool
     scorecard: str  # Yes, No or "" (blank: Yes)
@@ -84,6 +98,7 @@ class Partner(_Row):
     status: str
     problems: tuple[str, ...] = ()
     meeting_at: datetime | None = None  # Meeting date with its time (the clinic's wall clock); None: no time given
+    old_procedure: bool = False  # the old Referral procedure column holds text on this row (never read into an email)
 
     @property
     def first_name(self) -> str:
@@ -102,6 +117,7 @@ class Referral(_Row):
     referred_on: date | None
     consent: str
     consent_expires: date | None
+    share: str  # one of SHARES: what the patient agreed the partner may know (blank reads as First name)
     goal: str
     discharge_date: date | None
     first_visit: date | None
@@ -114,6 +130,55 @@ class Referral(_Row):
     loop_closed: date | None
     status: str
     problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SharedReferral:
+    """A referral as a partner's email holds it: only what the patient agreed to share, never Notes.
+
+    Partner templates get this instead of the row, so a template cannot print a detail the
+    patient's `Share` does not allow: the cell is simply not there.
+    """
+
+    id: str
+    direction: str
+    share: str
+    patient_first_name: str
+    patient_last_name: str = ""
+    patient_email: str = ""
+    goal: str = ""
+    referred_on: date | None = None  # to the partner who sent us the client: the day they did,
+    first_visit: date | None = None  # when the client came in,
+    discharge_date: date | None = None  # and when their course of care with us ended
+
+    @property
+    def patient_name(self) -> str:
+        return " ".join(n for n in (self.patient_first_name, self.patient_last_name) if n)
+
+
+def shared_at_discharge(r: Referral) -> SharedReferral:
+    """What the partner we introduce a patient to may know: the first name, then contact, then goal, as Share says."""
+    contact = r.share in SHARES[1:]
+    return SharedReferral(id=r.id, direction=r.direction, share=r.share, patient_first_name=r.patient_first_name,
+                          patient_last_name=r.patient_last_name if contact else "",
+                          patient_email=(r.patient_email or "") if contact else "",
+                          goal=r.goal if r.share == SHARES[2] else "")
+
+
+def shared_with_referrer(r: Referral) -> SharedReferral:
+    """What the partner who sent us the client hears back: the first name they sent, and when care began and ended."""
+    return SharedReferral(id=r.id, direction=r.direction, share=SHARE_DEFAULT, patient_first_name=r.patient_first_name,
+                          referred_on=r.referred_on, first_visit=r.first_visit, discharge_date=r.discharge_date)
+
+
+def clinical_words(goal: str) -> list[str]:
+    """The words of CLINICAL_WORDS that *goal* holds (whole words; case and hyphens ignored)."""
+    text = f" {_words(goal)} "
+    return [word for word in CLINICAL_WORDS if f" {_words(word)} " in text]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[\W_]+", " ", text.casefold()).split())
 
 
 @dataclass(frozen=True)
@@ -306,6 +371,7 @@ def parse_book(tables: Mapping[str, Table], titles: Mapping[str, str], date_orde
         book.opted_out = frozenset(_optouts(tables["optouts"], book))
     if "partners" in tables:
         parsed = _rows(tables["partners"], PARTNERS, book)
+        _old_procedure(tables["partners"], parsed)
         book.partners = [_partner(r) for r in parsed]
         shared = _shared_business(parsed)
     index = PartnerIndex(book.partners)
@@ -411,12 +477,32 @@ def _partner(p: _Parsed) -> Partner:
         email=v["Email"], email_text=email_text, phone=v["Phone"], website=v["Website"], address=v["Address"],
         introduced_by=v["Introduced by"], why_partner=v["Why partner"], stage=v["Stage"] or "Prospect",
         meeting_date=_day(v["Meeting date"]), meeting_at=_timed(v["Meeting date"]), perk=v["Perk"],
-        referral_procedure=v["Referral procedure"],
+        taking_our_patients=v["Taking our patients"], sending_us_clients=v["Sending us clients"],
         logo_url=v["Logo URL"], do_not_email=v["Do not email"], scorecard=v["Scorecard"],
         owner=v["Owner"], notes=v["Notes"],
         outreach_step=v["Outreach step"] or 0, last_emailed=v["Last emailed"], next_follow_up=v["Next follow-up"],
         stage_since=v["Stage since"], status=v["Automation status"], problems=tuple(p.problems),
+        old_procedure=bool(v.get(LEGACY_PROCEDURE)),
     )
+
+
+OLD_PROCEDURE_PROBLEM = (
+    f"{LEGACY_PROCEDURE} is an old column and holds text here: move it into Taking our patients (how a patient "
+    "we introduce starts with them: a booking link or code, who calls whom) or Sending us clients (how they send "
+    "clients to us), then clear the cell; until then this partner gets no welcome or discharge email")
+
+
+def _old_procedure(table: Table, partners: list[_Parsed]) -> None:
+    """A Partners row whose old Referral procedure cell holds text: a problem until staff move it (nothing is guessed).
+
+    Its text is never kept: only that it is there, so no email can ever print it.
+    """
+    if not table.has(LEGACY_PROCEDURE):
+        return
+    for row, parsed in zip(table.rows, partners, strict=True):
+        if not cells.is_blank(table.get(row, LEGACY_PROCEDURE)):
+            parsed.values[LEGACY_PROCEDURE] = True
+            parsed.problems.append(OLD_PROCEDURE_PROBLEM)
 
 
 def _shared_business(partners: list[_Parsed]) -> list[Problem]:
@@ -482,7 +568,8 @@ def _referral(p: _Parsed, index: PartnerIndex) -> Referral:
         ref=p.ref, direction=v["Direction"], partner_text=v["Partner"], partner=partner,
         patient_first_name=v["Patient first name"], patient_last_name=v["Patient last name"],
         patient_email=v["Patient email"], referred_on=v["Referred on"], consent=v["Consent"],
-        consent_expires=v["Consent expires"], goal=v["Goal"], discharge_date=v["Discharge date"],
+        consent_expires=v["Consent expires"], share=v["Share"] or SHARE_DEFAULT, goal=v["Goal"],
+        discharge_date=v["Discharge date"],
         first_visit=v["First visit"], visits=v["Visits"], notes=v["Notes"],
         partner_emailed=v["Partner emailed"], patient_emailed=v["Patient emailed"], thanks_sent=v["Thanks sent"],
         update_sent=v["Update sent"], loop_closed=v["Loop closed"], status=v["Automation status"],

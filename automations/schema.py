@@ -11,6 +11,21 @@ KINDS = ("Personal trainer", "Massage therapist", "Fitness center", "Yoga/Pilate
 STAGES = ("Prospect", "Contacted", "Meeting", "Agreement", "Active", "Paused", "Declined")
 DIRECTIONS = ("Out", "In")
 CONSENTS = ("Yes", "No", "Revoked")
+SHARES = ("First name", "Name and contact", "Name, contact and goal")  # what a partner may know; blank: the first
+SHARE_DEFAULT = SHARES[0]
+LEGACY_PROCEDURE = "Referral procedure"  # an old Partners column: its text belongs in one of the two below
+
+# Words that make a Goal read as clinical (SPEC: Goal is short and non-clinical): `check` warns on a
+# Goal holding one. Matched as whole words, ignoring case and hyphens ("Post-op" = "post op").
+# README "Goal: the clinical word list" documents this list; keep the two in step.
+CLINICAL_WORDS = (
+    "surgery", "surgical", "operation", "post-op", "postop", "post-operative", "pre-op", "repair", "repaired",
+    "reconstruction", "replacement", "arthroscopy", "fusion", "fracture", "fractured", "broken", "tear", "torn",
+    "rupture", "ruptured", "dislocation", "dislocated", "sprain", "sprained", "diagnosis", "diagnosed",
+    "syndrome", "disorder", "acl", "mcl", "meniscus", "rotator cuff", "herniated", "hernia", "slipped disc",
+    "tendinitis", "tendonitis", "tendinopathy", "arthritis", "osteoarthritis", "osteoporosis", "sciatica",
+    "stenosis", "scoliosis", "concussion", "whiplash", "plantar fasciitis",
+)
 EVENT_KINDS = ("Open house", "Class", "Screening", "Social", "Talk")
 YES = ("Yes",)
 SCORECARD = ("Yes", "No")  # blank means Yes: the quarterly scorecard goes to an Active partner
@@ -62,7 +77,8 @@ PARTNERS = TabSpec(
         Column("Stage", "choice", choices=STAGES),
         Column("Meeting date", "datetime"),
         Column("Perk"),
-        Column("Referral procedure"),
+        Column("Taking our patients"),  # how a patient we introduce starts with them (booking link or code, who calls)
+        Column("Sending us clients"),  # how they refer clients to us; blank: [clinic] referral_instructions
         Column("Logo URL", "url"),
         Column("Do not email", "yes", choices=YES),
         Column("Scorecard", "choice", choices=SCORECARD),
@@ -88,6 +104,7 @@ REFERRALS = TabSpec(
         Column("Referred on", "date"),
         Column("Consent", "choice", choices=CONSENTS),
         Column("Consent expires", "date"),
+        Column("Share", "choice", choices=SHARES),
         Column("Goal"),
         Column("Discharge date", "date"),
         Column("First visit", "date"),
@@ -145,9 +162,11 @@ JOB_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "outreach": {"partners": (*_PARTNER_ADDRESS, "Stage", "Introduced by", "Meeting date", "Outreach step",
                               "Last emailed", "Stage since"),
                  "optouts": ("Email",)},
-    "discharge": {"referrals": ("Direction", "Partner", "Consent", "Consent expires", "Discharge date",
+    # Share decides what the partner is told: a sheet without it is refused (blank cells mean First name),
+    # and so is one without Taking our patients, which both discharge emails state.
+    "discharge": {"referrals": ("Direction", "Partner", "Consent", "Consent expires", "Share", "Discharge date",
                                 "Patient email", "Partner emailed", "Patient emailed"),
-                  "partners": (*_PARTNER_ADDRESS, "Stage"), "optouts": ("Email",)},
+                  "partners": (*_PARTNER_ADDRESS, "Stage", "Taking our patients"), "optouts": ("Email",)},
     "referrals_in": {"referrals": ("Direction", "Partner", "Consent", "Consent expires", "First visit",
                                    "Discharge date", "Thanks sent", "Update sent", "Loop closed"),
                      "partners": _PARTNER_ADDRESS, "optouts": ("Email",)},

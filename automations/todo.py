@@ -10,7 +10,7 @@ Each row gets at most one item (the first kind below that applies); an unknown-o
 an item of its own. The kinds, in the order a person should take them:
 
 - ``unknown``  an email whose delivery is unknown: check with the recipient, then `resolve`;
-- ``consent``  an Out referral discharged without valid consent (missing, or expired before the
+- ``consent``  an Out referral discharged without valid consent (missing, Yes without an expiry, or expired before the
   introduction went): ask the patient. Consent = No or Revoked is the patient's answer: not chased;
 - ``replied``  a partner in Prospect or Contacted replied by email: read it, update Stage;
 - ``meeting``  Stage Meeting and the Meeting date has passed (or there is none): set the outcome;
@@ -156,6 +156,10 @@ def _consent(r: Referral, today: date) -> TodoItem | None:
         return _item("consent", r.ref, r.partner, f"Consent expired {r.consent_expires.isoformat()}, before the "
                      f"introduction to {business}: renew it with the patient, or write No",
                      r.consent_expires)
+    if r.consent == "Yes" and r.consent_expires is None:
+        return _item("consent", r.ref, r.partner, f"Consent is Yes but Consent expires is empty: add the expiry "
+                     f"date from the signed authorization, and the introduction to {business} goes out",
+                     r.discharge_date)
     return None  # Yes and valid (the discharge job sends), or No / Revoked: the patient's answer
 
 

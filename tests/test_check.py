@@ -185,3 +185,130 @@ def test_a_broken_template_is_a_check_problem_naming_file_and_line(tmp_path: Pat
     assert main(["--config", str(config), "check"]) == 1
     out = capsys.readouterr().out
     assert "Templates: " in out and "referral_thanks.html.j2 line" in out
+
+
+OLD_PARTNERS = [["Partner ID", "Business", "Contact name", "Email", "Stage", "Perk", "Referral procedure", "Do not email"],
+                ["P-0001", "Run Club", "Leo Martins", "leo@runclub.example", "Active", "two free runs",
+                 "Coach Leo phones within 2 days", ""],
+                ["P-0002", "Iron Gym", "Dana Cole", "dana@irongym.example", "Active", "",
+                 "Dana emails us the client's first name", ""],
+                ["P-0003", "Quiet Yoga", "Ann Lee", "ann@quietyoga.example", "Active", "", "", ""],
+                ["P-0004", "New Studio", "Bo Park", "bo@newstudio.example", "Agreement", "",
+                 "Bo emails us the client's first name", ""]]
+OLD_REFERRALS = [["Referral ID", "Direction", "Partner", "Patient first name", "Patient last name", "Patient email",
+                  "Consent", "Consent expires", "Goal", "Discharge date"],
+                 ["R-0001", "Out", "Run Club", "Jordan", "Blake", "jordan@mail.example", "Yes", "2027-06-01",
+                  "Back to running 5k", "2026-11-26"]]
+
+
+def test_a_sheet_with_the_old_referral_procedure_column_is_migrated_by_staff_through_init_and_check(
+    tmp_path: Path, staff_for: Callable[[Settings], Staff], capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = make_settings(tmp_path)
+    config = str(config_for(tmp_path / "settings.toml", settings))
+    staff = staff_for(settings)
+    staff.replace("Partners", OLD_PARTNERS)
+    staff.replace("Referrals", OLD_REFERRALS)
+
+    # Before init: the new columns are missing, and jobs that decide by them do nothing.
+    assert main(["--config", config, "check", "--now", "2026-11-27"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "Partners: column Taking our patients not found (discharge decides by it); add the column " \
+           "(`partnerloop init` adds it)" in out
+    assert "Referrals: column Share not found (discharge decides by it); add the column (`partnerloop init` adds it)" \
+        in out
+
+    # init adds the two new columns (and Share) after the old ones; nothing is deleted or reordered.
+    assert main(["--config", config, "init"]) == 0
+    header = staff.grid("Partners")[0]
+    assert header[:8] == OLD_PARTNERS[0]
+    assert "Taking our patients" in header[8:] and "Sending us clients" in header[8:]
+    assert [row[6] for row in staff.grid("Partners")[1:]] == [r[6] for r in OLD_PARTNERS[1:]]  # the text stays
+    assert "Share" in staff.grid("Referrals")[0][len(OLD_REFERRALS[0]):]
+
+    # check asks once, naming the tab, the rows with text, what to do, and that the column can go once empty.
+    capsys.readouterr()
+    assert main(["--config", config, "check", "--now", "2026-11-27"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    asked = [line for line in out if "Referral procedure" in line]
+    assert asked == [
+        "Partners: the old column Referral procedure still holds text on P-0001, P-0002, P-0004. It meant two things, so "
+        "nothing is guessed: move each text into Taking our patients (how a patient we introduce starts with that "
+        "partner: a booking link or code, who calls whom) or Sending us clients (how the partner sends clients to "
+        "us), then clear the cell. Once the column is empty, delete it. Until then these partners get no welcome "
+        "or discharge email."]
+    partners = {p.id: p for p in read_book(open_backend(settings), settings).partners}
+    assert partners["P-0001"].status.startswith("Needs attention: Referral procedure is an old column and holds "
+                                                "text here: move it into Taking our patients")
+    assert partners["P-0003"].status == ""
+
+    # Until staff move the text, no welcome or discharge email goes to those partners: the old text is never emailed.
+    assert main(["--config", config, "run", "outreach", "discharge", "--now", "2026-11-27"]) == 0
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+    referral = read_book(open_backend(settings), settings).referrals[0]
+    assert referral.status.startswith("Waiting: Run Club (P-0001) still has text in the old Referral procedure column")
+
+    staff.edit("Partners", "P-0001", Taking_our_patients="Coach Leo phones within 2 days", Referral_procedure="")
+    staff.edit("Partners", "P-0002", Sending_us_clients="Dana emails us the client's first name",
+               Referral_procedure="")
+    staff.edit("Partners", "P-0004", Sending_us_clients="Bo emails us the client's first name", Referral_procedure="")
+    capsys.readouterr()
+    assert main(["--config", config, "check", "--now", "2026-11-27"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "Partners: the old column Referral procedure is empty; delete it (partnerloop no longer reads it)" in out
+    assert read_book(open_backend(settings), settings).partners[0].status == "Checked: no problems"
+
+    assert main(["--config", config, "run", "outreach", "discharge", "--now", "2026-11-27"]) == 0
+    sent = {p.name.rsplit("-", 1)[-1]: " ".join(p.read_text().split()) for p in (tmp_path / "outbox").glob("*.eml")}
+    assert sorted(sent) == ["discharge_partner.eml", "discharge_patient.eml", "partnership_welcome.eml"]
+    assert "Coach Leo phones within 2 days" in sent["discharge_partner.eml"]
+    assert "Coach Leo phones within 2 days" in sent["discharge_patient.eml"]
+    assert "Your clients, to us: Bo emails us the client's first name." in sent["partnership_welcome.eml"]
+
+
+def test_a_clinical_goal_is_a_warning_on_the_row_that_does_not_fail_check(
+    tmp_path: Path, staff_for: Callable[[Settings], Staff], capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = make_settings(tmp_path)
+    config = str(config_for(tmp_path / "settings.toml", settings))
+    staff = staff_for(settings)
+    staff.replace("Partners", [["Partner ID", "Business", "Email", "Stage"], ["P-0001", "Gym", "g@gym.example", "Active"]])
+    staff.replace("Referrals", [
+        ["Referral ID", "Direction", "Partner", "Patient first name", "Consent", "Consent expires", "Share", "Goal",
+         "Partner emailed", "Automation status"],
+        ["R-0001", "Out", "Gym", "Pat", "Yes", "2027-01-01", "Name, contact and goal", "Squat after ACL Post-Op rehab"],
+        ["R-0002", "Out", "Gym", "Lee", "Yes", "2027-01-01", "", "Tear up the 5k"],  # "tear" as a whole word
+        ["R-0003", "Out", "Gym", "Kim", "Yes", "2027-01-01", "", "Back to running 5k"],
+        ["R-0004", "Out", "Gym", "Max", "Yes", "", "", "Hike again"],
+        ["R-0005", "Out", "Gym", "Ida", "Yes", "2027-01-01", "", "Run after the fracture healed", "",
+         "Partner emailed 2026-11-20"],
+    ])
+    init_sheet(open_backend(settings), settings)
+    assert main(["--config", config, "check", "--now", "2026-11-27"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    warnings = [line for line in out if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: Referrals R-0001: Goal reads as clinical ((value hidden), (value hidden)): write what the patient "
+        "wants to get back to, like Back to running 5k; Share lets the partner see it; see the row's Automation status",
+        "warning: Referrals R-0002: Goal reads as clinical ((value hidden)): write what the patient wants to get back "
+        "to, like Back to running 5k; see the row's Automation status",
+        "warning: Referrals R-0004: Consent is Yes but Consent expires is empty: add the expiry date from the signed "
+        "authorization; nothing is shared with the partner until then; see the row's Automation status",
+        "warning: Referrals R-0005: Goal reads as clinical ((value hidden)): write what the patient wants to get back "
+        "to, like Back to running 5k; see the row's Automation status",
+    ]
+    assert not any(word in "\n".join(out) for word in ("ACL", "Post-Op", "Squat", "Tear"))  # patient data not printed
+    assert out[-1] == "check: 6 row(s), no problems; 4 warning(s) above (they do not fail the check)"
+    statuses = {r.id: r.status for r in read_book(open_backend(settings), settings).referrals}
+    assert statuses["R-0001"] == ("Warning: Goal reads as clinical ('post-op', 'acl'): write what the patient wants "
+                                  "to get back to, like Back to running 5k; Share lets the partner see it")
+    assert statuses["R-0003"] == ""
+    assert statuses["R-0005"] == ("Partner emailed 2026-11-20 · Warning: Goal reads as clinical ('fracture'): write "
+                                  "what the patient wants to get back to, like Back to running 5k")  # after the job's
+
+    staff.edit("Referrals", "R-0001", Goal="Squat with the grandkids")
+    staff.edit("Referrals", "R-0005", Goal="Run a 10k")
+    assert main(["--config", config, "check", "--now", "2026-11-27"]) == 0
+    statuses = {r.id: r.status for r in read_book(open_backend(settings), settings).referrals}
+    assert statuses["R-0001"] == "Checked: no problems"
+    assert statuses["R-0005"] == "Partner emailed 2026-11-20"  # the warning goes, what the job said stays

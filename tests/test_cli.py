@@ -50,10 +50,10 @@ def test_run_summary_then_status_and_nothing_twice(tmp_path: Path, capsys: pytes
     capsys.readouterr()
     assert main(["--config", str(config), "run", "outreach", "discharge", "--now", "2026-11-27T10:00"]) == 0
     first = capsys.readouterr().out.strip().splitlines()
-    assert first[0] == "outreach, discharge: sent 8 email(s)"
+    assert first[0] == "outreach, discharge: sent 12 email(s)"  # 6 outreach; 3 discharges, 2 emails each
     assert main(["--config", str(config), "run", "outreach", "discharge", "--now", "2026-11-27T10:30"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[0] == "outreach, discharge: sent 0 email(s)"
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 8
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 12
     assert main(["--config", str(config), "status"]) == 0
     status = capsys.readouterr().out
     assert "  outreach      " in status and " ok " in status
@@ -225,11 +225,15 @@ def test_todo_prints_the_rows_that_need_a_person_grouped_by_owner(tmp_path: Path
     assert main(["--config", str(config), "todo", "--now", "2026-11-27T09:05"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines() == [
-        "To do: 2 row(s) need a person (2026-11-27); each row's Automation status says more.",
+        "To do: 4 row(s) need a person (2026-11-27); each row's Automation status says more.",
         "",
-        "Alex (front desk) (2)",
+        "Alex (front desk) (4)",
         "  Referrals R-0002 (Iron & Oak Gym), since 2026-11-25: Discharged 2026-11-25 without consent: ask the "
         "patient to sign for Iron & Oak Gym, or write No in Consent",
+        "  Referrals R-0009 (Still Water Massage), since 2026-11-26: Consent is Yes but Consent expires is empty: "
+        "add the expiry date from the signed authorization, and the introduction to Still Water Massage goes out",
+        "  Referrals R-0010 (Iron & Oak Gym), since 2026-11-17: Consent expired 2026-11-17, before the introduction "
+        "to Iron & Oak Gym: renew it with the patient, or write No",
         "  Partners P-0004 (Summit Fitness Center), since 2026-11-27: No more emails: call Grace Liu at "
         "(217) 555-0104, no reply after the last follow-up (2026-11-27); then update Stage",
     ]
@@ -239,7 +243,8 @@ def test_todo_prints_the_rows_that_need_a_person_grouped_by_owner(tmp_path: Path
 
     settings = load_settings(config)
     Staff(settings).edit("Partners", "P-0004", Stage="Meeting", Meeting_date="2026-11-26", Owner="")
-    Staff(settings).edit("Referrals", "R-0002", Consent="No")  # the patient said no: not chased
+    for row_id in ("R-0002", "R-0009", "R-0010"):
+        Staff(settings).edit("Referrals", row_id, Consent="No")  # the patient said no: not chased
     assert main(["--config", str(config), "todo", "--now", "2026-11-27T09:10"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "To do: 1 row(s) need a person (2026-11-27); each row's Automation status says more.",

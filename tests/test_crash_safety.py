@@ -72,7 +72,7 @@ def seed(settings: Settings) -> None:
     for i in range(1, DISCHARGES + 1):
         partners.append({"Partner ID": f"P-{500 + i:04d}", "Business": f"Gym {i}", "Contact name": f"Dana {i}",
                          "Email": gym_email(i), "Stage": "Active", "Stage since": "2026-01-05",
-                         "Perk": "a free month", "Referral procedure": "the front desk books an orientation"})
+                         "Perk": "a free month", "Taking our patients": "the front desk books an orientation"})
     referrals = []
     for i in range(1, DISCHARGES + 1):
         first, last = patient_names(i)

@@ -47,11 +47,11 @@ def test_sixty_days_deliver_exactly_the_expected_emails(
     assert partners["P-0003"].status == "Not emailed: Do not email is Yes"
     assert partners["P-0002"].stage == "Agreement" and partners["P-0002"].stage_since == d(12)
     referrals = {r.id: r for r in book.referrals}
-    assert referrals["R-0003"].status == "Not sent: consent revoked; nothing is shared with the partner"
+    assert referrals["R-0003"].status == "Not sent: consent revoked; nothing is shared with the partner and nobody is emailed"
     assert referrals["R-0002"].status.startswith("Waiting: Paused Gym is at Stage Paused")
     assert referrals["R-0001"].partner_emailed == d(8) and referrals["R-0001"].patient_emailed == d(8)
     assert referrals["R-0005"].loop_closed == d(30)
-    assert referrals["R-0006"].status.startswith("Update not sent: Consent is No")
+    assert referrals["R-0006"].status.startswith("Update not sent: the patient declined (Consent is No)")
     assert {e.id: e.reminder_sent for e in book.events} == {"E-0001": d(37), "E-0002": d(56)}
 
     # Patient data: never in a subject, never in log output, never to a partner without consent.

@@ -250,7 +250,9 @@ def test_every_dashboard_figure_matches_the_demo_rows(sheet: tuple[Settings, Any
     header, todo = block(grid, "To do")
     assert header == ["Owner", "Row", "Partner", "Since", "What to do"]
     assert [(r[0], r[1], r[2], day(r[3])) for r in todo] == [  # the demo as it stands before any job sent
-        ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym", TODAY - timedelta(days=2))]
+        ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym", TODAY - timedelta(days=2)),  # no consent
+        ("Alex (front desk)", "Referrals R-0009", "Still Water Massage", TODAY - timedelta(days=1)),  # no expiry
+        ("Alex (front desk)", "Referrals R-0010", "Iron & Oak Gym", TODAY - timedelta(days=10))]  # expired
 
     header, problems = block(grid, "Data problems")
     assert header == ["Rows with data problems", "Where to look"]
@@ -267,8 +269,8 @@ def test_every_dashboard_figure_matches_the_demo_rows(sheet: tuple[Settings, Any
     assert labels[:4] == ["Active partners", "Prospects contacted", "Outreach meeting rate", "Outreach reply rate"]
     assert labels[7] == "Outbound follow-through" and len(labels) == 13
     assert_rows([r[1:] for r in kpis], [tuple(c[i] for c in columns) for i in range(13)])
-    assert columns[3][4] == 13 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
-    assert columns[3][7] == pytest.approx(11 / 13)  # our patients who started with the partner, this year
+    assert columns[3][4] == 18 and columns[0][2] == pytest.approx(1 / 3)  # the demo is not all zeros
+    assert columns[3][7] == pytest.approx(11 / 18)  # our patients who started with the partner, this year
 
     header, funnel = block(grid, "Partner funnel")
     assert header == ["Stage", "Reached", "Now at stage", "Next-step conversion", "Cumulative conversion"]
@@ -303,7 +305,7 @@ def test_xlsx_dashboard_has_real_values_number_formats_and_a_chart(tmp_path: Pat
     kpi = cells["Inbound conversion"].row
     assert [sheet.cell(kpi, c).number_format for c in (2, 3, 4)] == ["0%"] * 3
     assert isinstance(sheet.cell(kpi, 2).value, float)
-    assert sheet.cell(cells["Referrals out"].row, 5).value == 13 and sheet.cell(cells["Referrals out"].row, 5).number_format == "0"
+    assert sheet.cell(cells["Referrals out"].row, 5).value == 18 and sheet.cell(cells["Referrals out"].row, 5).number_format == "0"
     header = next(c.row for c in sheet["A"] if c.value == "Business")
     assert all(sheet.cell(header, col).font.b for col in range(1, 16))
     riverbend = next(c.row for c in sheet["B"] if c.value == "P-0007")
@@ -468,9 +470,9 @@ def test_after_one_run_all_the_dashboard_shows_that_run(sheet: tuple[Settings, A
     finally:
         world.ledger.close()
     sent = {job: report.count("sent", job) for job in JOBS if job != "replies"}
-    assert sent == {"outreach": 6, "discharge": 2, "referrals_in": 3, "events": 2, "scorecard": 2, "dashboard": 0,
+    assert sent == {"outreach": 6, "discharge": 6, "referrals_in": 3, "events": 2, "scorecard": 2, "dashboard": 0,
                     "digest": 1}
-    assert len(list(settings.email.outbox_dir.glob("*.eml"))) == 16
+    assert len(list(settings.email.outbox_dir.glob("*.eml"))) == 20
     grid = read_grid(settings, emulator)
 
     _, health = block(grid, "Job health")
@@ -482,14 +484,16 @@ def test_after_one_run_all_the_dashboard_shows_that_run(sheet: tuple[Settings, A
     stages = {r[1]: (r[2], day(r[3])) for r in partners}
     emailed = {"P-0001", "P-0002"}  # the two prospects: their intro went in this run
     assert {pid: stages[pid] for pid in emailed} == {pid: ("Contacted", TODAY) for pid in emailed}
-    assert [r[1] for r in partners[:3]] == ["P-0008", "P-0007", "P-0009"]  # most referrals in 90 days first
+    assert [r[1] for r in partners[:3]] == ["P-0008", "P-0009", "P-0007"]  # most referrals in 90 days first
 
-    assert "To do (2)" in [r[0] for r in grid]  # the count in the block's title
+    assert "To do (4)" in [r[0] for r in grid]  # the count in the block's title
     _, todo = block(grid, "To do")
     assert [(r[0], r[1], r[2]) for r in todo] == [
         ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym"),  # discharged without consent
+        ("Alex (front desk)", "Referrals R-0009", "Still Water Massage"),  # Consent Yes without an expiry
+        ("Alex (front desk)", "Referrals R-0010", "Iron & Oak Gym"),  # consent expired
         ("Alex (front desk)", "Partners P-0004", "Summit Fitness Center")]  # follow-up 2 just went: call
-    assert todo[1][4].startswith("No more emails: call Grace Liu")
+    assert todo[3][4].startswith("No more emails: call Grace Liu")
     assert day(todo[0][3]) == TODAY - timedelta(days=2)
     _, kpis = block(grid, "KPIs")
     contacted = next(r for r in kpis if r[0] == "Prospects contacted")

@@ -192,11 +192,16 @@ def test_the_digest_lists_the_to_do_by_owner_as_the_run_leaves_the_sheet(setting
         "To do (rows that need a person, by owner): Alex (front desk) "
         "- Referrals R-0002 (Iron & Oak Gym): Discharged 2026-11-21 without consent: ask the patient to sign for "
         "Iron & Oak Gym, or write No in Consent "
+        "- Referrals R-0009 (Still Water Massage): Consent is Yes but Consent expires is empty: add the expiry date "
+        "from the signed authorization, and the introduction to Still Water Massage goes out "
+        "- Referrals R-0010 (Iron & Oak Gym): Consent expired 2026-11-13, before the introduction to Iron & Oak Gym: "
+        "renew it with the patient, or write No "
         # follow-up 2 went in this very run: the digest, planned after it, already says to call
         "- Partners P-0004 (Summit Fitness Center): No more emails: call Grace Liu at (217) 555-0104, no reply "
         "after the last follow-up (2026-11-23); then update Stage ")
     assert kpi_line(str(digest.message.get_body(("plain",)).get_content()),  # type: ignore[union-attr]
-                    "To do (rows that need a person)")[0] == "2"
+                    "To do (rows that need a person)")[0] == "4"
     assert "Open the Dashboard tab of the partnerships workbook (sheet.xlsx)" in text
     assert str(settings.sheet.path.parent) not in text + html  # no path on the server
     assert "href=\"file:" not in html and "Morgan" not in text and "Hale" not in text
+    assert "Robin" not in text and "Drew" not in text

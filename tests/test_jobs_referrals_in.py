@@ -1,7 +1,8 @@
 """The referrals_in job: thank the partner for an inbound referral, then close the loop with consent.
 
 The thank-you needs no consent; the first-visit update and the loop-closing note go only with
-Consent = Yes, unexpired. Decisions are read from a real xlsx sheet and checked on the plan.
+Consent = Yes and a Consent expires not yet passed. Decisions are read from a real xlsx sheet and
+checked on the plan; what the partner reads is checked on what arrives at a loopback SMTP server.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from automations.config import Settings
+from automations.executor import run_jobs
 from automations.jobs.plan import Plan
-from tests.conftest import plan_for
+from automations.model import read_book
+from automations.sheets import open_backend
+from tests.conftest import plan_for, world_for
 from tests.support.sixty_days import d
+from tests.support.smtp_server import SmtpServer, email_section
 
 TZ = ZoneInfo("America/Chicago")
 NOW = datetime.combine(d(10), time(9), TZ)
@@ -52,23 +57,73 @@ def test_a_new_inbound_referral_is_thanked_without_consent(workbook: Callable[..
 
 
 def test_with_consent_the_first_visit_and_the_discharge_are_reported(workbook: Callable[..., Settings]) -> None:
-    plan = decide(workbook, Consent="Yes", **{"Thanks sent": d(1), "First visit": d(5), "Discharge date": d(10)})
+    plan = decide(workbook, Consent="Yes", **{"Consent expires": d(100), "Thanks sent": d(1), "First visit": d(5),
+                                              "Discharge date": d(10)})
     assert steps(plan) == [("update", "referral_update", "run@club.example"),
                            ("closed", "referral_closed", "run@club.example")]
     assert [dict(e.on_sent) for e in plan.emails] == [{"Update sent": d(10)}, {"Loop closed": d(10)}]
 
 
-def test_without_consent_no_update_goes_and_the_row_says_why(workbook: Callable[..., Settings]) -> None:
+def test_without_consent_no_update_goes_and_the_row_says_which_case(workbook: Callable[..., Settings]) -> None:
     plan = decide(workbook, Consent="No", **{"First visit": d(5)})
     assert steps(plan) == [("thanks", "referral_thanks", "run@club.example")]  # the thank-you still goes
-    assert status(plan) == "Update not sent: Consent is No; updates to the partner need the patient's consent"
-    expired = decide(workbook, Consent="Yes", **{"Consent expires": d(9), "Thanks sent": d(1), "First visit": d(5)})
-    assert steps(expired) == []
-    assert status(expired) == "Update not sent: consent expired; updates to the partner need the patient's consent"
+    assert status(plan) == "Update not sent: the patient declined (Consent is No); the partner gets only the thank-you"
+    seen = {"Thanks sent": d(1), "First visit": d(5), "Discharge date": d(9)}
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "expired": ({"Consent": "Yes", "Consent expires": d(9)},
+                    f"Update not sent: consent expired {d(9).isoformat()}; renew it and update Consent expires to send"),
+        "no expiry": ({"Consent": "Yes"}, "Update not sent: Consent is Yes but Consent expires is empty; add the "
+                                          "expiry date from the signed authorization to send"),
+        "revoked": ({"Consent": "Revoked"}, "Update not sent: consent revoked; nothing more is shared with the partner"),
+        "missing": ({}, "Update not sent: Consent is empty; with the patient's signed consent set Consent to Yes and "
+                        "fill in Consent expires"),
+    }
+    for name, (cells, expected) in cases.items():
+        plan = decide(workbook, **seen, **cells)
+        assert steps(plan) == [], name
+        assert status(plan) == expected, name
+
+
+def whole_text(message: Any) -> str:
+    """The headers and every text part (plain and HTML) of a message as it arrived, spaces collapsed."""
+    parts = [str(value) for value in message.values()]
+    parts += [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
+    return " ".join(" ".join(parts).split())
+
+
+def test_the_partner_hears_back_only_the_first_name_they_sent(
+    workbook: Callable[..., Settings], smtp: SmtpServer,
+) -> None:
+    row = referral(**{"Patient last name": "Doe", "Patient email": "sam.doe@mail.example", "Goal": "Shoulder mobility",
+                      "Share": "Name, contact and goal", "Consent": "Yes", "Consent expires": d(100),
+                      "First visit": d(5), "Discharge date": d(10)})
+    settings = workbook(partners=PARTNERS, referrals=[row], email=email_section(smtp))
+    run_jobs(world_for(settings, lambda: NOW), ["referrals_in"])
+    got = {str(m.message["X-Partnerloop-Template"]): whole_text(m.message) for m in smtp.messages}
+    assert sorted(got) == ["referral_closed", "referral_thanks", "referral_update"]
+    for template, text in got.items():
+        assert "Sam" in text, template
+        for detail in ("Doe", "sam.doe@mail.example", "Shoulder mobility"):  # even though Share would allow them
+            assert detail not in text, (template, detail)
+        for clearance in ("ready to", "cleared", "fit to"):
+            assert clearance not in text.lower(), (template, clearance)
+    assert "has finished their course of care with us as of" in got["referral_closed"]
+
+
+def test_consent_yes_without_an_expiry_sends_only_the_thank_you(
+    workbook: Callable[..., Settings], smtp: SmtpServer,
+) -> None:
+    settings = workbook(partners=PARTNERS, referrals=[referral(Consent="Yes", **{"First visit": d(5)})],
+                        email=email_section(smtp))
+    run_jobs(world_for(settings, lambda: NOW), ["referrals_in"])
+    assert [str(m.message["X-Partnerloop-Template"]) for m in smtp.messages] == ["referral_thanks"]
+    row = read_book(open_backend(settings), settings).referrals[0]
+    assert row.update_sent is None and row.thanks_sent == d(10)
+    assert "Consent expires is empty; add the expiry date from the signed authorization" in row.status
 
 
 def test_a_first_visit_still_ahead_waits(workbook: Callable[..., Settings]) -> None:
-    plan = decide(workbook, Consent="Yes", **{"Thanks sent": d(1), "First visit": d(11)})
+    plan = decide(workbook, Consent="Yes", **{"Consent expires": d(100), "Thanks sent": d(1), "First visit": d(11)})
     assert plan.emails == () and plan.writes == ()
 
 

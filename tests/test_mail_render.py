@@ -77,21 +77,29 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
         meeting_at=datetime(2026, 12, 3, 10, 0),
         stage="Meeting",
         perk="une séance d'essai gratuite" if non_ascii else "a free intro class",
-        referral_procedure="Email us the client's first name; we call them within one working day.",
+        taking_our_patients="Book a first class at northside-strength.example/book with code RIVERSIDE",
+        sending_us_clients="Email us the client's first name; we call them within one working day.",
         logo_url="https://cafe-nandu.example/logo.png" if non_ascii else "",
     )
     referral = None
-    if template.startswith(("discharge_", "referral_")):
+    if template == "discharge_patient":  # the patient's own row
         referral = SimpleNamespace(
-            id="R-0042",
-            direction="Out" if template.startswith("discharge_") else "In",
-            patient_first_name=PATIENT_FIRST[flavour],
-            patient_last_name=PATIENT_LAST[flavour],
-            goal=GOAL[flavour],
-            referred_on=date(2026, 10, 1),
-            discharge_date=date(2026, 11, 26),
-            first_visit=date(2026, 10, 8),
-            visits=9,
+            id="R-0042", direction="Out", share="Name, contact and goal", patient_first_name=PATIENT_FIRST[flavour],
+            patient_last_name=PATIENT_LAST[flavour], patient_email=PATIENT_EMAIL[flavour], goal=GOAL[flavour],
+            referred_on=date(2026, 10, 1), discharge_date=date(2026, 11, 26), first_visit=None, visits=9,
+        )
+    elif template == "discharge_partner":  # what the partner may know (model.SharedReferral), Share at its widest
+        referral = SimpleNamespace(
+            id="R-0042", direction="Out", share="Name, contact and goal", patient_first_name=PATIENT_FIRST[flavour],
+            patient_last_name=PATIENT_LAST[flavour], patient_email=PATIENT_EMAIL[flavour], goal=GOAL[flavour],
+            patient_name=f"{PATIENT_FIRST[flavour]} {PATIENT_LAST[flavour]}", referred_on=None, first_visit=None,
+            discharge_date=None,
+        )
+    elif template.startswith("referral_"):  # to the partner who sent the client: the first name they sent
+        referral = SimpleNamespace(
+            id="R-0042", direction="In", share="First name", patient_first_name=PATIENT_FIRST[flavour],
+            patient_last_name="", patient_email="", goal="", patient_name=PATIENT_FIRST[flavour],
+            referred_on=date(2026, 10, 1), discharge_date=date(2026, 11, 26), first_visit=date(2026, 10, 8),
         )
     event = None
     if template == "event_reminder":
@@ -220,7 +228,8 @@ def test_outreach_carries_postal_address_and_opt_out_in_both_parts(renderer: Ren
         assert "mailto:partners@riverside-pt.example?subject=unsubscribe" in part
 
 
-@pytest.mark.parametrize("template", [name for name in EMAIL_TEMPLATES if name not in OUTREACH])
+# The patient's discharge email says how to stop further emails (SPEC §2), in its own words.
+@pytest.mark.parametrize("template", [name for name in EMAIL_TEMPLATES if name not in (*OUTREACH, "discharge_patient")])
 def test_other_emails_have_no_opt_out_sentence(renderer: Renderer, template: str) -> None:
     rendered = renderer.render(template, realistic_context(template))
     assert "would rather not hear from us" not in rendered.text
@@ -293,16 +302,32 @@ def test_meeting_confirmation_sets_the_agenda(renderer: Renderer) -> None:
 
 def test_partnership_welcome_sets_out_the_ground_rules(renderer: Renderer) -> None:
     text = flat(renderer.render("partnership_welcome", realistic_context("partnership_welcome")).text)
-    for rule in ("Referrals to you", "Email us the client's first name", "Consent first", "signed consent",
+    for rule in ("Our patients, to you", "How they start with you, as agreed: Book a first class at "
+                 "northside-strength.example/book with code RIVERSIDE.", "Your clients, to us: Email us the "
+                 "client's first name; we call them within one working day.", "Consent first", "agreed to in writing",
                  "Logos", "How we measure success", "Who to contact", "partners@riverside-pt.example"):
         assert rule in text
 
 
-def test_discharge_partner_introduces_first_name_and_goal_only(renderer: Renderer) -> None:
+def test_partnership_welcome_falls_back_to_the_clinics_referral_instructions(renderer: Renderer) -> None:
+    clinic = clinic_settings(referral_instructions="Ask them to call us at (217) 555-0142.")
+    context = realistic_context("partnership_welcome", clinic=clinic)
+    context["partner"].sending_us_clients = ""
+    context["partner"].taking_our_patients = ""
+    text = flat(renderer.render("partnership_welcome", context).text)
+    assert "Your clients, to us: Ask them to call us at (217) 555-0142. We'll thank you" in text
+    assert "Please reply to tell us how they should start with you" in text
+    context["clinic"] = clinic_settings()  # no referral_instructions either: a plain default
+    text = flat(renderer.render("partnership_welcome", context).text)
+    assert "Your clients, to us: reply to this address with your client's first name, or ask them to call" in text
+
+
+def test_discharge_partner_lists_what_the_patient_shares_and_the_agreed_procedure(renderer: Renderer) -> None:
     text = flat(renderer.render("discharge_partner", realistic_context("discharge_partner")).text)
-    assert "Jordan" in text and "Back to running a 5k" in text and "a free intro class" in text
-    assert "Whitfield" not in text
-    assert "R-0042" in text
+    assert "- Name: Jordan Whitfield - Email: jordan.whitfield@mail.example - Goal: Back to running a 5k" in text
+    assert "How we agreed you take our patients: Book a first class at northside-strength.example/book with code " \
+           "RIVERSIDE." in text
+    assert "a free intro class" in text and "R-0042" in text
 
 
 def test_discharge_patient_explains_the_perk_and_how_to_redeem(renderer: Renderer) -> None:
@@ -323,7 +348,7 @@ def test_referral_update_and_closed_report_first_visit_and_end_of_care(renderer:
     update = flat(renderer.render("referral_update", realistic_context("referral_update")).text)
     closed = flat(renderer.render("referral_closed", realistic_context("referral_closed")).text)
     assert "first visit on October 8, 2026" in update
-    assert "finished their care" in closed and "November 26, 2026" in closed
+    assert "finished their course of care with us as of November 26, 2026" in closed
 
 
 def test_event_reminder_gives_when_where_and_days_left(renderer: Renderer) -> None:
@@ -651,3 +676,55 @@ def test_outreach_letters_greet_each_contact_cell_by_the_rule(workbook: Any) -> 
     assert "\nHello Studio 2 team,\n" in texts["two@two.example"]
     assert "\nHello Studio 3 team,\n" in texts["three@three.example"]
     assert not any("post-rehab" in text for text in texts.values())
+
+
+# --- the consent emails, in every variant the jobs produce -----------------------------------------
+
+CONSENT_TEMPLATES = ("discharge_partner", "discharge_patient", "partnership_welcome", "referral_thanks",
+                     "referral_update", "referral_closed")
+SHARE_LEVELS = ("First name", "Name and contact", "Name, contact and goal")
+
+
+def _at_share(referral: Any, share: str) -> None:
+    """The partner's view of *referral* at *share* (as model.shared_at_discharge makes it)."""
+    referral.share = share
+    if share == "First name":
+        referral.patient_last_name, referral.patient_email = "", ""
+        referral.patient_name = referral.patient_first_name
+    if share != "Name, contact and goal":
+        referral.goal = ""
+
+
+@pytest.mark.parametrize("template", CONSENT_TEMPLATES)
+@pytest.mark.parametrize("share", SHARE_LEVELS)
+@pytest.mark.parametrize("procedure", ["set", "blank"])
+@pytest.mark.parametrize("owner", ["set", "blank"])
+def test_consent_emails_render_in_every_variant_without_clearance_wording(
+    renderer: Renderer, template: str, share: str, procedure: str, owner: str,
+) -> None:
+    context = realistic_context(template)
+    if procedure == "blank":
+        context["partner"].taking_our_patients = context["partner"].sending_us_clients = ""
+        context["partner"].perk = ""
+    if owner == "set":
+        context["signer"] = SimpleNamespace(name="Ana Ruiz", title="Partnerships lead", email="ana@clinic.example",
+                                            phone="(217) 555-0150")
+    if template == "discharge_partner":
+        _at_share(context["referral"], share)
+    elif template == "discharge_patient":
+        context["referral"].share = share
+    rendered = renderer.render(template, context)
+    text = flat(rendered.text)
+    assert "None" not in text and ": ." not in text and " ." not in text and ".." not in text
+    for clearance in ("ready to", "cleared", "fit to", "fit for"):
+        assert clearance not in text.lower(), clearance
+    assert ("Ana Ruiz, Partnerships lead" in text) is (owner == "set" and template != "discharge_patient")
+    if template == "discharge_partner":
+        assert ("Whitfield" in text) is (share != "First name")
+        assert ("jordan.whitfield@mail.example" in rendered.text + rendered.html) is (share != "First name")
+        assert ("Back to running" in text) is (share == "Name, contact and goal")
+        assert ("How we agreed you take our patients" in text) is (procedure == "set")
+    if template == "discharge_patient":
+        assert "free to choose any provider" in text and 'reply "unsubscribe"' in text
+        assert "How to start: " in text
+        assert ("Your perk: a free intro class. To claim it" in text) is (procedure == "set")

@@ -176,13 +176,16 @@ OUT_WITHOUT_CONSENT = {
     "R-0002": ("Revoked", None, ("Branwen", "Bellweather", "Carry groceries", "branwen@mail.example")),
     "R-0003": ("Yes", date(2026, 11, 1), ("Ximena", "Corriveau", "Ski season", "ximena@mail.example")),
     "R-0004": ("", None, ("Thaddeus", "Dunmore", "Garden without pain", "thaddeus@mail.example")),
+    "R-0011": ("Yes", None, ("Wilhelmina", "Kettleby", "Row a regatta", "wilhelmina@mail.example")),  # no expiry
 }
 OUT_WITH_CONSENT = ("R-0005", ("Leopold", "Everhart", "Back to running 5k", "leopold@mail.example"))
+CONSENT_UNTIL = date(2027, 6, 1)
 IN_WITHOUT_CONSENT = {
     "R-0006": ("No", None, ("Marisol", "Fairweather", "Tennis serve", "")),
     "R-0007": ("Revoked", None, ("Evander", "Galloway", "Deadlift form", "")),
     "R-0008": ("Yes", date(2026, 10, 1), ("Ingrid", "Hollister", "Stairs at work", "")),
     "R-0009": ("", None, ("Cosimo", "Ivanhoe", "Play with grandkids", "")),
+    "R-0012": ("Yes", None, ("Anselm", "Lockridge", "Climb the stairs at work", "")),  # no expiry
 }
 IN_WITH_CONSENT = ("R-0010", ("Philippa", "Jessamine", "Dance recital", ""))
 
@@ -190,18 +193,20 @@ IN_WITH_CONSENT = ("R-0010", ("Philippa", "Jessamine", "Dance recital", ""))
 def consent_rows() -> dict[str, list[dict[str, Any]]]:
     partners = [
         {"Partner ID": "P-0001", "Business": "Harbor Gym", "Contact name": "Dana Reyes", "Email": "dana@harbor.example",
-         "Stage": "Active", "Perk": "a free month", "Referral procedure": "book an orientation", "Stage since": "2026-01-05"},
+         "Stage": "Active", "Perk": "a free month", "Taking our patients": "book an orientation", "Stage since": "2026-01-05"},
         {"Partner ID": "P-0002", "Business": "Lotus Yoga", "Contact name": "Priya Raman", "Email": "priya@lotus.example",
          "Stage": "Agreement", "Stage since": "2026-11-20"},
     ]
     referrals = []
-    for direction, rows in (("Out", {**OUT_WITHOUT_CONSENT, OUT_WITH_CONSENT[0]: ("Yes", None, OUT_WITH_CONSENT[1])}),
-                            ("In", {**IN_WITHOUT_CONSENT, IN_WITH_CONSENT[0]: ("Yes", None, IN_WITH_CONSENT[1])})):
+    for direction, rows in (("Out", {**OUT_WITHOUT_CONSENT,
+                                     OUT_WITH_CONSENT[0]: ("Yes", CONSENT_UNTIL, OUT_WITH_CONSENT[1])}),
+                            ("In", {**IN_WITHOUT_CONSENT, IN_WITH_CONSENT[0]: ("Yes", CONSENT_UNTIL, IN_WITH_CONSENT[1])})):
         for row_id, (consent, expires, (first, last, goal, email)) in rows.items():
             referrals.append({"Referral ID": row_id, "Direction": direction, "Partner": "Harbor Gym",
                               "Patient first name": first, "Patient last name": last, "Patient email": email,
                               "Referred on": "2026-11-10", "Consent": consent, "Consent expires": expires,
-                              "Goal": goal, "Discharge date": "2026-11-26",
+                              "Share": "Name, contact and goal", "Goal": goal,  # Share at its widest
+                              "Discharge date": "2026-11-26",
                               "First visit": "2026-11-20" if direction == "In" else None})
     events = [{"Event ID": "E-0001", "Event": "Healthy knees open house", "Date": "2026-11-29 10:00", "Partner": "Harbor Gym",
                "Kind": "Open house", "Location": "Clinic studio"}]
@@ -248,12 +253,13 @@ def test_without_valid_consent_no_patient_detail_reaches_anyone_in_any_job(tmp_p
 
     book = read_book(open_backend(settings), settings)
     status = {r.id: r.status for r in book.referrals}
-    assert status["R-0001"] == "Waiting for consent (Consent is No)"
-    assert status["R-0002"] == "Not sent: consent revoked; nothing is shared with the partner"
-    assert status["R-0003"] == "Not sent: consent expired 2026-11-01; renew it to send"
-    assert status["R-0004"] == "Waiting for consent"
+    assert status["R-0001"] == "Not sent: the patient declined (Consent is No); nothing is shared and nobody is emailed"
+    assert status["R-0002"] == "Not sent: consent revoked; nothing is shared with the partner and nobody is emailed"
+    assert status["R-0003"] == "Not sent: consent expired 2026-11-01; renew it and update Consent expires to send"
+    assert status["R-0004"].startswith("Waiting for consent")
+    assert status["R-0011"].startswith("Not sent: Consent is Yes but Consent expires is empty")
     for row_id in IN_WITHOUT_CONSENT:
-        assert "updates to the partner need the patient's consent" in status[row_id]
+        assert "Update not sent: " in status[row_id]
 
 
 # -- nothing secret or personal in what the commands print -----------------------------------------------

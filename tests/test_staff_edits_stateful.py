@@ -247,7 +247,7 @@ def partner_row(draw: st.DrawFn, n: int, with_id: bool = True) -> dict[str, Any]
     address = draw(st.sampled_from([f"coach{n}@gym{n}.example"] * 6 + ["not an email", ""]))
     row = {"Partner ID": f"P-{n:04d}" if with_id else "", "Business": f"{draw(st.sampled_from(BUSINESSES))} {n}",
            "Contact name": "Leo Martins", "Email": address, "Stage": stage, "Perk": "a free class",
-           "Referral procedure": "call us", "Do not email": draw(st.sampled_from(FLAGS)),
+           "Taking our patients": "call us", "Do not email": draw(st.sampled_from(FLAGS)),
            "Introduced by": draw(st.sampled_from(["", "", "Dr. Amy"]))}
     if stage == "Meeting":
         row["Meeting date"] = f"{day(draw(st.integers(1, 20)))} 10:00"

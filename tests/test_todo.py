@@ -51,7 +51,7 @@ def test_a_meeting_whose_date_has_passed_or_is_missing_needs_its_outcome() -> No
     assert "without a Meeting date" in items[1].action
 
 
-def test_consent_missing_or_expired_at_discharge_is_asked_for_but_a_patients_no_is_not_chased() -> None:
+def test_consent_missing_without_expiry_or_expired_at_discharge_is_asked_for_but_a_patients_no_is_not_chased() -> None:
     book = make_book([partner("P-1", "Active", owner="Sam")], [
         referral("R-1", "Out", discharge_date=TODAY - DAY),  # no consent yet
         referral("R-2", "Out", discharge_date=TODAY - DAY, consent="Yes", consent_expires=TODAY - 2 * DAY),
@@ -61,10 +61,13 @@ def test_consent_missing_or_expired_at_discharge_is_asked_for_but_a_patients_no_
         referral("R-6", "Out", discharge_date=TODAY + DAY),  # not discharged yet
         referral("R-7", "Out", discharge_date=TODAY - 9 * DAY, partner_emailed=TODAY - 8 * DAY),  # introduced
         referral("R-8", "In", discharge_date=TODAY - DAY),  # an inbound referral: the clinic's own patient
+        referral("R-9", "Out", discharge_date=TODAY - DAY, consent="Yes"),  # signed, but no expiry written
     ])
     items = todo_list(book, TODAY)
     assert [(i.kind, i.row, i.owner, i.partner) for i in items] == [
-        ("consent", "R-1", "Sam", "Business P-1"), ("consent", "R-2", "Sam", "Business P-1")]
+        ("consent", "R-1", "Sam", "Business P-1"), ("consent", "R-2", "Sam", "Business P-1"),
+        ("consent", "R-9", "Sam", "Business P-1")]
+    assert items[2].action.startswith("Consent is Yes but Consent expires is empty: add the expiry date")
     assert items[0].action.startswith(f"Discharged {(TODAY - DAY).isoformat()} without consent: ask the patient")
     assert items[1].action.startswith(f"Consent expired {(TODAY - 2 * DAY).isoformat()}")
 
@@ -86,7 +89,8 @@ def test_an_agreed_partner_with_no_referral_either_way_in_60_days_is_to_be_check
 
 def test_an_unknown_outcome_send_says_how_to_resolve_it() -> None:
     book = make_book([partner("P-1", "Contacted", outreach_step=1, owner="Dana")],
-                     [referral("R-1", "Out", "P-1", consent="Yes", discharge_date=TODAY - DAY)])
+                     [referral("R-1", "Out", "P-1", consent="Yes", consent_expires=TODAY + 90 * DAY,
+                                       discharge_date=TODAY - DAY)])
     claimed = datetime(2026, 3, 14, 9, 30)
     unknown = {SendKey("outreach", "P-1", "intro"): claimed, SendKey("discharge", "R-1", "patient"): claimed,
                SendKey("digest", "digest-2026-W11", "2026-W11"): claimed}

@@ -9,11 +9,12 @@ from automations.check import problem_status
 from automations.core import STATUS, Invite, SendKey
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.mail.message import unsubscribe_mailto
-from automations.model import Event, Partner, Referral, RowRef
+from automations.model import Event, Partner, Referral, RowRef, SharedReferral
 from automations.sheets.base import RowWrite
 
 
-def render_context(inp: JobInput, template: str, *, partner: Partner | None = None, referral: Referral | None = None,
+def render_context(inp: JobInput, template: str, *, partner: Partner | None = None,
+                   referral: Referral | SharedReferral | None = None,
                    event: Event | None = None, digest: Any = None, scorecard: Any = None, step: int = 1,
                    recipient: str = "partner", invite: Invite | None = None) -> dict[str, Any]:
     """Every key the templates may use (SPEC §5); rows are passed as they are, with attribute access."""
@@ -56,6 +57,19 @@ def attention(ref: RowRef, current: str, problems: tuple[str, ...]) -> list[RowW
 def done(inp: JobInput, marker: object, job: str, row: RowRef, step: str) -> bool:
     """A step is done when its row says so (a date in its column), unless staff asked for it again."""
     return bool(marker) and SendKey(job, row.row_id, step) not in inp.resend
+
+
+def consent_gap(r: Referral, today: date) -> str | None:
+    """Why the patient's consent does not allow sharing today, or None when it does.
+
+    One of "missing" (Consent blank), "declined" (No), "revoked", "no expiry" (Yes without Consent
+    expires: an authorization names its expiry) and "expired" (Consent expires before *today*).
+    """
+    if r.consent == "Yes":
+        if r.consent_expires is None:
+            return "no expiry"
+        return "expired" if r.consent_expires < today else None
+    return {"No": "declined", "Revoked": "revoked"}.get(r.consent, "missing")
 
 
 def day(value: date) -> str:

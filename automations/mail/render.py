@@ -639,6 +639,7 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
             website="https://clinic.example", logo_url="https://clinic.example/logo.png",
             from_email="partners@clinic.example", reply_to="partners@clinic.example",
             staff_email="frontdesk@clinic.example",
+            referral_instructions="Ask your client to call us and mention your business.",
         )
     partner = SimpleNamespace(
         business="Sample Strength Studio", kind="Personal trainer", contact_name="Sam Sample", stage="Meeting",
@@ -648,16 +649,25 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         why_partner="We both help people get back to the activities they love.",
         meeting_date=today + timedelta(days=4), meeting_at=datetime.combine(today + timedelta(days=4), time(10)),
         perk="a free intro class",
-        referral_procedure="Email us the client's first name; we call them within one working day.",
+        taking_our_patients="Book online at studio.example/book with code SAMPLE",
+        sending_us_clients="Email us the client's first name; we call them within one working day.",
         logo_url="https://studio.example/logo.png",
     )
     referral = None
-    if name.startswith(("discharge_", "referral_")):
+    if name == "discharge_patient":  # the patient's own row
         referral = SimpleNamespace(
-            id="R-0001", direction="Out" if name.startswith("discharge_") else "In",
-            patient_first_name="Pat", patient_last_name="Sample", goal="Back to running 5k",
+            id="R-0001", direction="Out", share="Name, contact and goal", patient_first_name="Pat",
+            patient_last_name="Sample", patient_email="pat@mail.example", goal="Back to running 5k",
             referred_on=today - timedelta(days=30), discharge_date=today - timedelta(days=1),
-            first_visit=today - timedelta(days=25), visits=8,
+            first_visit=None, visits=8,
+        )
+    elif name.startswith(("discharge_", "referral_")):  # a partner's email: only what the patient shares
+        referral = SimpleNamespace(  # the fields of model.SharedReferral
+            id="R-0001", direction="Out" if name.startswith("discharge_") else "In", share="Name, contact and goal",
+            patient_first_name="Pat", patient_last_name="Sample", patient_name="Pat Sample",
+            patient_email="pat@mail.example", goal="Back to running 5k",
+            referred_on=today - timedelta(days=30), discharge_date=today - timedelta(days=1),
+            first_visit=today - timedelta(days=25),
         )
     event = None
     if name == "event_reminder":
@@ -709,13 +719,13 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "digest": digest,
         "scorecard": scorecard,
         "outreach": name.startswith("outreach_"),
-        "recipient": {"owner_digest": "owner", "discharge_patient": "patient"}.get(name, "partner"),
+        "recipient": "owner" if name == "owner_digest" else "patient" if name == "discharge_patient" else "partner",
         "unsubscribe_mailto": f"mailto:{from_email}?subject=unsubscribe",
         "step": 1,
         "follow_up_days": [7, 14],
         "today": today,
         "invite": invite,
-        "signer": None if name == "owner_digest" else SimpleNamespace(
+        "signer": None if name in ("owner_digest", "discharge_patient") else SimpleNamespace(
             name="Ana Sample", title="Partnerships lead", email="ana@clinic.example", phone="(555) 010-0002"),
     }
 

@@ -293,7 +293,8 @@ def _format_header(sheet: Worksheet, spec: TabSpec, header: list[str]) -> None:
             continue  # a staff column: left as it is
         letter = get_column_letter(i)
         area = f"{letter}2:{letter}{VALIDATION_ROWS}"
-        if column.choices and area not in existing:
+        # An Excel list holds no comma inside a choice ("Name, contact and goal"): such a column gets no dropdown.
+        if column.choices and area not in existing and not any("," in c for c in column.choices):
             quoted = ",".join(column.choices)
             validation = DataValidation(type="list", formula1=f'"{quoted}"', allow_blank=True)
             validation.error = f"Choose one of: {', '.join(column.choices)}"
