@@ -43,6 +43,17 @@ def signer(inp: JobInput, partner: Partner | None) -> Any:
     return next((s for s in inp.settings.staff if " ".join(s.name.split()).lower() == owner), None) if owner else None
 
 
+def cannot_email(inp: JobInput, partner: Partner) -> str:
+    """Why nothing may be sent to this partner's contact now, or "" when it may."""
+    if partner.do_not_email:
+        return "Do not email is Yes"
+    if not partner.email:
+        return "no Email on the row"
+    if inp.book.blocked(partner.email):
+        return "the address is on Opt-outs"
+    return ""
+
+
 def status_write(ref: RowRef, current: str, status: str, **cells: Any) -> list[RowWrite]:
     """A status (and other cells) for a row, or nothing when the row already says exactly that."""
     if status == current and not cells:

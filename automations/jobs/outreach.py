@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from automations.core import STATUS, Invite, SendKey
 from automations.jobs import invites
-from automations.jobs.common import attention, day, render_context, signer
+from automations.jobs.common import attention, cannot_email, day, render_context, signer
 from automations.jobs.invites import local_now, sheet_time
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import DEFAULT_LENGTH, Partner
@@ -64,7 +64,7 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     if replied is not None and p.stage in ("Prospect", "Contacted"):
         return None, f"Replied {replied.isoformat()}: update Stage"  # a reply ends the sequence
     if p.stage in ("Prospect", "Contacted") and p.outreach_step < 3:
-        reason = _cannot_email(inp, p)
+        reason = cannot_email(inp, p)
         if reason:
             verb = "Not emailed" if p.stage == "Prospect" else "Sequence stopped"
             return None, f"{verb}: {reason}"
@@ -101,8 +101,8 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     if p.stage == "Meeting":
         return _meeting(inp, p)
     if p.stage == "Agreement":
-        if _cannot_email(inp, p):
-            return None, f"Welcome not sent: {_cannot_email(inp, p)}"
+        if cannot_email(inp, p):
+            return None, f"Welcome not sent: {cannot_email(inp, p)}"
         return _email(inp, p, "welcome", "partnership_welcome", "Welcome", {},
                       f"Welcome and ground rules sent {day(today)}"), None
     return None, None
@@ -111,7 +111,7 @@ def _next_step(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
 def _again(inp: JobInput, p: Partner) -> Email | None:
     """An email of the sequence that staff asked to go out again (`resolve --resend`), whatever the Stage now."""
     for key in sorted((k for k in inp.resend if k.job == "outreach" and k.row_id == p.id), key=str):
-        if _cannot_email(inp, p):
+        if cannot_email(inp, p):
             return None
         template, label, number = {
             "intro": ("outreach_warm_intro" if p.introduced_by else "outreach_intro", "Intro", 1),
@@ -150,8 +150,8 @@ def _meeting(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     last = sent[-1] if sent else None
     if last is not None and last.on_calendar and last.when == when:
         return None, None  # the partner's calendar has it as it is
-    if _cannot_email(inp, p):
-        return None, f"Meeting confirmation not sent: {_cannot_email(inp, p)}"
+    if cannot_email(inp, p):
+        return None, f"Meeting confirmation not sent: {cannot_email(inp, p)}"
     moved = last.start if last is not None and last.on_calendar else None
     moved = moved if moved is not None and moved > local_now(inp) else None  # after a past meeting: a new one
     sequence = invites.next_sequence(sent)
@@ -173,8 +173,8 @@ def _meeting_cancellation(inp: JobInput, p: Partner) -> tuple[Email | None, str 
     last = sent[-1] if sent else None
     if last is None or not last.on_calendar or last.start is None or last.start <= local_now(inp):
         return None
-    if _cannot_email(inp, p):
-        return None, f"Meeting cancellation not sent: {_cannot_email(inp, p)}"
+    if cannot_email(inp, p):
+        return None, f"Meeting cancellation not sent: {cannot_email(inp, p)}"
     sequence = invites.next_sequence(sent)
     invite = _meeting_invite(inp, p, sequence, "CANCEL", last.start)
     return _email(inp, p, invites.step(MEETING, "cancel", sequence, last.when), "meeting_cancellation",
@@ -203,16 +203,6 @@ def _meeting_invite(inp: JobInput, p: Partner, sequence: int, method: str, start
                           start=start, end=start + DEFAULT_LENGTH,
                           summary=f"Partnership meeting: {clinic.name} and {p.business}", location="",
                           to=(p.contact_name, p.email), signer=signer(inp, p), moved_from=moved_from)
-
-
-def _cannot_email(inp: JobInput, p: Partner) -> str:
-    if p.do_not_email:
-        return "Do not email is Yes"
-    if not p.email:
-        return "no Email on the row"
-    if inp.book.blocked(p.email):
-        return "the address is on Opt-outs"
-    return ""
 
 
 def _call(p: Partner) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from automations.core import SendKey
-from automations.jobs.common import attention, day, render_context, status_write
+from automations.jobs.common import attention, cannot_email, day, render_context, status_write
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.metrics import referral_date
 from automations.model import Book, Partner
@@ -180,7 +180,7 @@ def plan_scorecard(inp: JobInput) -> Plan:
         if partner.problems:
             writes += attention(partner.ref, partner.status, partner.problems)
             continue
-        reason = _cannot_email(inp, partner)
+        reason = cannot_email(inp, partner)
         if reason:
             writes += status_write(partner.ref, partner.status, f"{LABEL} ({reported}) not sent: {reason}")
             continue
@@ -192,16 +192,6 @@ def plan_scorecard(inp: JobInput) -> Plan:
             context=render_context(inp, TEMPLATE, partner=partner, scorecard=card),
             sent_status=f"{LABEL} sent {day(today)}: {card.quarter.name} against {card.previous.name}"))
     return Plan(JOB, tuple(emails), tuple(writes))
-
-
-def _cannot_email(inp: JobInput, partner: Partner) -> str:
-    if partner.do_not_email:
-        return "Do not email is Yes"
-    if not partner.email:
-        return "no Email on the row"
-    if inp.book.blocked(partner.email):
-        return "the address is on Opt-outs"
-    return ""
 
 
 def _clinic_day(inp: JobInput) -> date:
