@@ -48,6 +48,8 @@ READERS = {
     "referral_update": "a partner, their client's first visit",
     "referral_closed": "a partner, their client's end of care",
     "event_reminder": "a partner, before a joint event",
+    "partner_scorecard": "an Active partner, once a quarter",
+    "meeting_cancellation": "a partner whose meeting is called off",
     "owner_digest": "the clinic's owner, weekly",
 }
 
