@@ -89,6 +89,10 @@ def rendered_ok(renderer: Renderer, template: str, context: dict[str, Any]) -> N
         assert "None" not in part
         flat = " ".join(part.split())
         assert not re.search(r"\s[,.;:!?)]|\(\s*\)|\s's\b|\ba\s+(?:like|who)\b", flat), (template, flat)
+    # A colon leads into something: never a list item ("- Goal:") or a closing line that ends in one.
+    items = [" ".join(item.split()) for item in re.split(r"\n(?=- )|\n\n", rendered.text) if item.strip()]
+    assert [item for item in items if item.startswith("- ") and item.endswith(":")] == [], template
+    assert not items[-1].endswith(":"), template
     assert rendered.text.strip() and rendered.subject.strip()
 
 
