@@ -19,7 +19,6 @@ from automations.config import Settings
 from automations.errors import PartnerloopError
 from automations.jobs.discharge import DECLINED
 
-
 # The demo's Owners, from the [[staff]] of the shipped config/settings.toml. Lotus Flow Yoga and Core
 # Pilates Loft have none, so their letters are signed by the partnerships team.
 NADIA, OMAR, ALEX = "Nadia Brooks", "Omar Haddad", "Alex Moreno"
