@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ import pytest
 from automations.config import Settings
 from automations.demo import demo_rows
 from automations.executor import RunReport, run_jobs
-from automations.jobs.digest import change, plan_digest, show
+from automations.jobs.digest import change, period_words, plan_digest, show
 from automations.jobs.plan import JobInput
 from automations.model import read_book
 from automations.sheets import open_backend
@@ -208,3 +208,12 @@ def test_the_digest_lists_the_to_do_by_owner_as_the_run_leaves_the_sheet(setting
     assert str(settings.sheet.path.parent) not in text + html  # no path on the server
     assert "href=\"file:" not in html and "Morgan" not in text and "Hale" not in text
     assert "Robin" not in text and "Drew" not in text
+
+
+@pytest.mark.parametrize(("start", "said"), [
+    (date(2026, 11, 16), "November 16 to 22, 2026"),
+    (date(2026, 11, 30), "November 30 to December 6, 2026"),
+    (date(2026, 12, 28), "December 28, 2026 to January 3, 2027"),
+])
+def test_the_reported_week_is_named_in_words(start: date, said: str) -> None:
+    assert period_words(start, start + timedelta(days=6)) == said
