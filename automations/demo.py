@@ -19,6 +19,10 @@ from automations.config import Settings
 from automations.errors import PartnerloopError
 from automations.jobs.discharge import DECLINED
 
+# The demo's Owners, from the [[staff]] of the shipped config/settings.toml. Lotus Flow Yoga and Core
+# Pilates Loft have none, so their letters are signed by the partnerships team.
+NADIA, OMAR, ALEX = "Nadia Brooks", "Omar Haddad", "Alex Moreno"
+
 
 def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
     """Sample rows by tab key; column names as in SPEC §1."""
@@ -28,18 +32,18 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
 
     partners = [
         _partner("P-0001", "Northside Strength Studio", "Personal trainer", "Maya Okafor", "maya@northside-strength.example",
-                 "Prospect", why="Maya coaches post-rehab strength, the step after our discharge plans"),
+                 "Prospect", why="Maya coaches post-rehab strength, the step after our discharge plans", owner=NADIA),
         _partner("P-0002", "Lotus Flow Yoga", "Yoga/Pilates studio", "Priya Raman", "priya@lotusflow.example",
                  "Prospect", introduced_by="Dr. Alan Reyes",
                  why="gentle mobility classes for patients finishing back-pain care"),
         _partner("P-0003", "Harbor Massage Collective", "Massage therapist", "Tom Becker", "tom@harbor-massage.example",
-                 "Contacted", why="recovery massage that complements manual therapy", step=1, last=ago(8),
+                 "Contacted", why="recovery massage that complements manual therapy", owner=NADIA, step=1, last=ago(8),
                  next_=ago(1), since=ago(8)),
         _partner("P-0004", "Summit Fitness Center", "Fitness center", "Grace Liu", "grace@summitfitness.example",
-                 "Contacted", why="supervised gym access for patients who need a next step", step=2, last=ago(15),
+                 "Contacted", why="supervised gym access for patients who need a next step", owner=ALEX, step=2, last=ago(15),
                  next_=ago(1), since=ago(22)),
         _partner("P-0005", "Green Plate Nutrition", "Dietitian", "Sam Ortiz", "sam@greenplate.example", "Meeting",
-                 why="nutrition support for patients recovering from surgery",
+                 why="nutrition support for patients recovering from surgery", owner=OMAR,
                  meeting=datetime.combine(_weekday(today + timedelta(days=6)), time(10)),
                  step=1, last=ago(20), since=ago(3)),
         _partner("P-0006", "Core Pilates Loft", "Yoga/Pilates studio", "Ines Duarte", "ines@corepilates.example",
@@ -47,19 +51,19 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
                  perk="a free intro class",
                  taking="Book the intro class at corepilates.example/intro with code RIVERSIDE", since=ago(2)),
         _partner("P-0007", "Riverbend Running Club", "Personal trainer", "Leo Martins", "coach@riverbend-run.example",
-                 "Active", why="return-to-run coaching for patients we discharge after knee and ankle care",
+                 "Active", why="return-to-run coaching for patients we discharge after knee and ankle care", owner=OMAR,
                  perk="two free group runs and a gait chat", taking="Coach Leo phones within 2 days to book a first group run",
                  sending="Leo emails us the runner's first name and asks them to call us to book",
                  since=ago(300), logo="https://riverbend-run.example/logo.png"),
         _partner("P-0008", "Iron & Oak Gym", "Fitness center", "Dana Whitfield", "dana@ironoak.example", "Active",
-                 why="a welcoming gym floor for older adults", perk="a free month of membership",
+                 why="a welcoming gym floor for older adults", owner=ALEX, perk="a free month of membership",
                  taking="Call the front desk at (217) 555-0108 to book an orientation with a senior coach",
                  since=ago(250)),
         _partner("P-0009", "Still Water Massage", "Massage therapist", "Ken Adeyemi", "ken@stillwater.example",
-                 "Active", why="deep-tissue work for chronic neck pain", perk="20% off the first session",
+                 "Active", why="deep-tissue work for chronic neck pain", owner=NADIA, perk="20% off the first session",
                  taking="Book online at stillwater.example/book with code RIVERSIDE", since=ago(200), scorecard="No"),
         _partner("P-0010", "Blue Line Boxing", "Personal trainer", "Ray Cole", "ray@bluelineboxing.example", "Paused",
-                 why="conditioning classes for younger athletes", since=ago(120), do_not_email="Yes"),
+                 why="conditioning classes for younger athletes", owner=NADIA, since=ago(120), do_not_email="Yes"),
     ]
     later = today + timedelta(days=180)
     referrals = [
@@ -137,13 +141,13 @@ def _partner(pid: str, business: str, kind: str, contact: str, email: str, stage
              introduced_by: str = "", meeting: datetime | None = None, perk: str = "", taking: str = "",
              sending: str = "",
              step: int = 0, last: date | None = None, next_: date | None = None, since: date | None = None,
-             logo: str = "", do_not_email: str = "", scorecard: str = "") -> dict[str, Any]:
+             logo: str = "", do_not_email: str = "", scorecard: str = "", owner: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {
         "Partner ID": pid, "Business": business, "Kind": kind, "Contact name": contact, "Email": email,
         "Phone": "(217) 555-01" + pid[-2:], "Website": "https://" + email.split("@")[1],
         "Address": "Springfield, IL", "Introduced by": introduced_by, "Why partner": why, "Stage": stage,
         "Meeting date": meeting, "Perk": perk, "Taking our patients": taking, "Sending us clients": sending,
-        "Logo URL": logo, "Do not email": do_not_email, "Scorecard": scorecard, "Owner": "Alex (front desk)",
+        "Logo URL": logo, "Do not email": do_not_email, "Scorecard": scorecard, "Owner": owner,
     }
     if step:
         row.update({"Outreach step": step, "Last emailed": last, "Next follow-up": next_})

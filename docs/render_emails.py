@@ -1,7 +1,8 @@
 """Render the email gallery: every kind of email the demo sends, as a phone and a desktop would show it.
 
-Runs the demo (every job once, as at a fixed day) in a temporary folder, takes the HTML part of
-the first .eml of each template in its outbox, swaps the external logo images for local
+Runs the demo (every job once, as at a fixed day) in a temporary folder, then, as staff would,
+clears the demo meeting's Meeting date and runs the outreach job once more an hour later (which
+sends the meeting's cancellation). Takes the HTML part of the first .eml of each template in its outbox, swaps the external logo images for local
 placeholders (so nothing is fetched from the network), and screenshots each in headless Chromium
 at 375 px (a phone) and 800 px wide into `docs/emails/<template>-375.png` and `-800.png`, the
 page's empty bottom cropped. Writes `docs/emails/README.md`, an index of the pictures.
@@ -22,9 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import policy
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,6 +50,8 @@ READERS = {
     "referral_update": "a partner, their client's first visit",
     "referral_closed": "a partner, their client's end of care",
     "event_reminder": "a partner, before a joint event",
+    "partner_scorecard": "an Active partner, once a quarter",
+    "meeting_cancellation": "a partner whose meeting is called off",
     "owner_digest": "the clinic's owner, weekly",
 }
 
@@ -58,6 +62,7 @@ def demo_emails(directory: Path) -> dict[str, str]:
     from automations.demo import run_demo
 
     settings, _, _ = run_demo(load_settings(REPO / "config" / "settings.toml"), directory, DEMO_DAY)
+    cancel_the_meeting(settings)
     found: dict[str, str] = {}
     for path in sorted(settings.email.outbox_dir.glob("*.eml")):
         template = re.sub(r"^.*?-\d{4}-", "", path.stem)
@@ -68,6 +73,31 @@ def demo_emails(directory: Path) -> dict[str, str]:
         if part is not None:
             found[template] = part.get_content()
     return found
+
+
+def cancel_the_meeting(settings: Any) -> None:
+    """Staff clear the demo meeting's Meeting date in the workbook; the outreach job then cancels it."""
+    import openpyxl
+
+    from automations.executor import World, run_jobs
+    from automations.mail.ledger import Ledger
+    from automations.sheets import open_backend
+
+    path = settings.sheet.path
+    book = openpyxl.load_workbook(path)
+    sheet = book[settings.sheet.title("partners")]
+    header = [cell.value for cell in sheet[1]]
+    for row in sheet.iter_rows(min_row=2):
+        if row[header.index("Stage")].value == "Meeting":
+            row[header.index("Meeting date")].value = None
+    book.save(path)
+    ledger = Ledger.in_state_dir(settings.state_dir)
+    try:
+        world = World(settings=settings, backend=open_backend(settings), ledger=ledger,
+                      clock=lambda: DEMO_DAY + timedelta(hours=1))
+        run_jobs(world, ["outreach"])
+    finally:
+        ledger.close()
 
 
 def offline(document: str, work: Path) -> str:
@@ -119,8 +149,8 @@ def write_index(out: Path, names: list[str]) -> None:
     lines = [
         "# Email gallery",
         "",
-        "Every kind of email the demo (`partnerloop demo`) sends, as a phone (375 px wide) and a desktop "
-        "mail client (800 px) show it. Logos are drawn as placeholders. Made by `python docs/render_emails.py`; "
+        "Every kind of email the demo (`partnerloop demo`) sends, and the cancellation of its meeting once staff "
+        "clear the Meeting date, as a phone (375 px wide) and a desktop mail client (800 px) show it. Logos are drawn as placeholders. Made by `python docs/render_emails.py`; "
         "run it again after changing a template.",
         "",
         "| email | to | phone | desktop |",

@@ -227,15 +227,17 @@ def test_todo_prints_the_rows_that_need_a_person_grouped_by_owner(tmp_path: Path
     assert out.splitlines() == [
         "To do: 4 row(s) need a person (2026-11-27); each row's Automation status says more.",
         "",
-        "Alex (front desk) (4)",
+        "Alex Moreno (3)",
         "  Referrals R-0002 (Iron & Oak Gym), since 2026-11-25: Discharged 2026-11-25 without consent: ask the "
         "patient to sign for Iron & Oak Gym, or write No in Consent",
-        "  Referrals R-0009 (Still Water Massage), since 2026-11-26: Consent is Yes but Consent expires is empty: "
-        "add the expiry date from the signed authorization, and the introduction to Still Water Massage goes out",
         "  Referrals R-0010 (Iron & Oak Gym), since 2026-11-17: Consent expired 2026-11-17, before the introduction "
         "to Iron & Oak Gym: renew it with the patient, or write No",
         "  Partners P-0004 (Summit Fitness Center), since 2026-11-27: No more emails: call Grace Liu at "
         "(217) 555-0104, no reply after the last follow-up (2026-11-27); then update Stage",
+        "",
+        "Nadia Brooks (1)",
+        "  Referrals R-0009 (Still Water Massage), since 2026-11-26: Consent is Yes but Consent expires is empty: "
+        "add the expiry date from the signed authorization, and the introduction to Still Water Massage goes out",
     ]
     assert "Morgan" not in out and "Hale" not in out  # R-0002's patient is not named
 

@@ -250,9 +250,9 @@ def test_every_dashboard_figure_matches_the_demo_rows(sheet: tuple[Settings, Any
     header, todo = block(grid, "To do")
     assert header == ["Owner", "Row", "Partner", "Since", "What to do"]
     assert [(r[0], r[1], r[2], day(r[3])) for r in todo] == [  # the demo as it stands before any job sent
-        ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym", TODAY - timedelta(days=2)),  # no consent
-        ("Alex (front desk)", "Referrals R-0009", "Still Water Massage", TODAY - timedelta(days=1)),  # no expiry
-        ("Alex (front desk)", "Referrals R-0010", "Iron & Oak Gym", TODAY - timedelta(days=10))]  # expired
+        ("Alex Moreno", "Referrals R-0002", "Iron & Oak Gym", TODAY - timedelta(days=2)),  # no consent
+        ("Alex Moreno", "Referrals R-0010", "Iron & Oak Gym", TODAY - timedelta(days=10)),  # expired
+        ("Nadia Brooks", "Referrals R-0009", "Still Water Massage", TODAY - timedelta(days=1))]  # no expiry
 
     header, problems = block(grid, "Data problems")
     assert header == ["Rows with data problems", "Where to look"]
@@ -489,11 +489,11 @@ def test_after_one_run_all_the_dashboard_shows_that_run(sheet: tuple[Settings, A
     assert "To do (4)" in [r[0] for r in grid]  # the count in the block's title
     _, todo = block(grid, "To do")
     assert [(r[0], r[1], r[2]) for r in todo] == [
-        ("Alex (front desk)", "Referrals R-0002", "Iron & Oak Gym"),  # discharged without consent
-        ("Alex (front desk)", "Referrals R-0009", "Still Water Massage"),  # Consent Yes without an expiry
-        ("Alex (front desk)", "Referrals R-0010", "Iron & Oak Gym"),  # consent expired
-        ("Alex (front desk)", "Partners P-0004", "Summit Fitness Center")]  # follow-up 2 just went: call
-    assert todo[3][4].startswith("No more emails: call Grace Liu")
+        ("Alex Moreno", "Referrals R-0002", "Iron & Oak Gym"),  # discharged without consent
+        ("Alex Moreno", "Referrals R-0010", "Iron & Oak Gym"),  # consent expired
+        ("Alex Moreno", "Partners P-0004", "Summit Fitness Center"),  # follow-up 2 just went: call
+        ("Nadia Brooks", "Referrals R-0009", "Still Water Massage")]  # Consent Yes without an expiry
+    assert todo[2][4].startswith("No more emails: call Grace Liu")
     assert day(todo[0][3]) == TODAY - timedelta(days=2)
     _, kpis = block(grid, "KPIs")
     contacted = next(r for r in kpis if r[0] == "Prospects contacted")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ import pytest
 from automations.config import Settings
 from automations.demo import demo_rows
 from automations.executor import RunReport, run_jobs
-from automations.jobs.digest import change, plan_digest, show
+from automations.jobs.digest import change, period_words, plan_digest, show
 from automations.jobs.plan import JobInput
 from automations.model import read_book
 from automations.sheets import open_backend
@@ -69,12 +69,12 @@ def test_the_digest_goes_to_the_owner_once_a_week(settings: Settings, smtp: Smtp
     run(settings, MONDAY + timedelta(days=3), ("dashboard", "digest"))
     assert [m.recipients for m in smtp.messages] == [[OWNER]]
     message = smtp.messages[0].message
-    assert message["Subject"] == "Partnership digest: week 2026-W47, Mon 2026-11-16 to Sun 2026-11-22"
+    assert message["Subject"] == "Partnership digest: November 16 to 22, 2026"  # week 2026-W47, in words
     assert message["Message-ID"] and message.get_body(("html",)) is not None
 
     run(settings, MONDAY + timedelta(days=7))
     assert len(smtp.messages) == 2
-    assert "week 2026-W48" in smtp.messages[1].message["Subject"]
+    assert smtp.messages[1].message["Subject"] == "Partnership digest: November 23 to 29, 2026"  # W48
 
 
 def test_the_digest_shows_the_kpis_against_what_last_weeks_digest_said(settings: Settings, smtp: SmtpServer) -> None:
@@ -82,7 +82,7 @@ def test_the_digest_shows_the_kpis_against_what_last_weeks_digest_said(settings:
     first = text_of(smtp, 0)
     assert kpi_line(first, "Referrals in") == ["1", "1", "no change"]  # W47: R-0003; W46 (from the sheet): R-0004
     assert kpi_line(first, "Active partners") == ["3", "3", "no change"]
-    assert kpi_line(first, DORMANT) == ["0", "—", "—"]  # no snapshot before the first digest
+    assert DORMANT not in first  # dormant partners have their own section, not a line of the table
 
     staff = Staff(settings)
     staff.edit("Referrals", "R-0003", Referred_on="2026-10-01")  # last week's figure changes on the sheet …
@@ -116,9 +116,11 @@ def test_the_digest_names_no_patient(settings: Settings, smtp: SmtpServer) -> No
 def test_dormant_partners_are_listed_by_business(settings: Settings, smtp: SmtpServer) -> None:
     run(settings, MONDAY + timedelta(days=126))  # four months without a referral: every Active partner is quiet
     text = text_of(smtp, 0)
-    assert "Riverbend Running Club: last referral 2026-11-22" in text
-    assert "Iron & Oak Gym: last referral" in text and "Still Water Massage: last referral" in text
-    assert kpi_line(text, DORMANT) == ["3", "—", "—"]
+    flat = " ".join(text.split())
+    assert "Dormant partners: 3 active partners with no referral either way in 90 days." in flat
+    assert "Riverbend Running Club: last referral November 22, 2026" in flat
+    assert "Iron & Oak Gym: last referral" in flat and "Still Water Massage: last referral" in flat
+    assert DORMANT not in text  # named once, in their section
 
 
 def test_a_digest_held_outside_the_send_window_goes_out_on_the_next_run(settings: Settings, smtp: SmtpServer) -> None:
@@ -126,7 +128,7 @@ def test_a_digest_held_outside_the_send_window_goes_out_on_the_next_run(settings
     held = run(settings, sunday)
     assert held.count("held") == 1 and smtp.messages == []
     run(settings, sunday + timedelta(days=1))  # Monday of W49: that week's digest
-    assert len(smtp.messages) == 1 and "week 2026-W48" in smtp.messages[0].message["Subject"]
+    assert len(smtp.messages) == 1 and smtp.messages[0].message["Subject"].endswith("November 23 to 29, 2026")  # W48
 
 
 def job_input(settings: Settings, now: datetime, remembered: dict[str, str] | None = None) -> JobInput:
@@ -189,19 +191,29 @@ def test_the_digest_lists_the_to_do_by_owner_as_the_run_leaves_the_sheet(setting
     html = str(digest.message.get_body(("html",)).get_content())  # type: ignore[union-attr]
     section = text[text.index("To do (rows that need a person, by owner):"):text.index("Open the Dashboard tab")]
     assert section == (
-        "To do (rows that need a person, by owner): Alex (front desk) "
+        "To do (rows that need a person, by owner): Alex Moreno "
         "- Referrals R-0002 (Iron & Oak Gym): Discharged 2026-11-21 without consent: ask the patient to sign for "
         "Iron & Oak Gym, or write No in Consent "
-        "- Referrals R-0009 (Still Water Massage): Consent is Yes but Consent expires is empty: add the expiry date "
-        "from the signed authorization, and the introduction to Still Water Massage goes out "
         "- Referrals R-0010 (Iron & Oak Gym): Consent expired 2026-11-13, before the introduction to Iron & Oak Gym: "
         "renew it with the patient, or write No "
         # follow-up 2 went in this very run: the digest, planned after it, already says to call
         "- Partners P-0004 (Summit Fitness Center): No more emails: call Grace Liu at (217) 555-0104, no reply "
-        "after the last follow-up (2026-11-23); then update Stage ")
+        "after the last follow-up (2026-11-23); then update Stage "
+        "Nadia Brooks "
+        "- Referrals R-0009 (Still Water Massage): Consent is Yes but Consent expires is empty: add the expiry date "
+        "from the signed authorization, and the introduction to Still Water Massage goes out ")
     assert kpi_line(str(digest.message.get_body(("plain",)).get_content()),  # type: ignore[union-attr]
                     "To do (rows that need a person)")[0] == "4"
     assert "Open the Dashboard tab of the partnerships workbook (sheet.xlsx)" in text
     assert str(settings.sheet.path.parent) not in text + html  # no path on the server
     assert "href=\"file:" not in html and "Morgan" not in text and "Hale" not in text
     assert "Robin" not in text and "Drew" not in text
+
+
+@pytest.mark.parametrize(("start", "said"), [
+    (date(2026, 11, 16), "November 16 to 22, 2026"),
+    (date(2026, 11, 30), "November 30 to December 6, 2026"),
+    (date(2026, 12, 28), "December 28, 2026 to January 3, 2027"),
+])
+def test_the_reported_week_is_named_in_words(start: date, said: str) -> None:
+    assert period_words(start, start + timedelta(days=6)) == said

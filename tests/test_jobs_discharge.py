@@ -189,10 +189,11 @@ def test_the_patient_email_says_how_to_start_claim_the_perk_choose_freely_and_st
     assert f"Your perk: {PERK}. To claim it, mention that Riverside Physical Therapy referred you" in patient
     assert "you are free to choose any provider you like" in patient
     assert 'reply "unsubscribe"' in patient and "mailto:partners@riverside-pt.example?subject=unsubscribe" in patient
-    said = {"First name": "we've shared only your first name with them",
-            "Name and contact": "we've shared your name and email address with them",
-            "Name, contact and goal": "we've shared your name, email address and goal with them"}
-    assert said[share] in patient
+    last_name, email, goal = SHARED[share]  # the patient is told exactly what the partner got
+    assert ("we've shared only your first name with them" in patient) is not last_name
+    assert ("Your name: Jordan Blake" in patient) is last_name
+    assert ("Your email address: jordan@mail.example" in patient) is email
+    assert ("Your goal: Back to running" in patient) is goal
     for clearance in ("ready to", "cleared", "fit to"):
         assert clearance not in patient.lower()
 
@@ -204,7 +205,7 @@ def test_without_a_procedure_the_emails_still_say_how_to_start(
                         referrals=[referral(Share="Name and contact")], email=email_section(smtp))
     run_jobs(world_for(settings, lambda: NOW), ["discharge"])
     by_recipient = {m.recipients[0]: whole_text(m.message) for m in smtp.messages}
-    assert "How to start: get in touch with Leo Martins using the details below." in by_recipient["jordan@mail.example"]
+    assert "How to start: get in touch with them using the details below." in by_recipient["jordan@mail.example"]
     assert "Your perk" not in by_recipient["jordan@mail.example"]
     assert "you can reach them at the email above" in by_recipient["run@club.example"]
     assert "How we agreed" not in by_recipient["run@club.example"]

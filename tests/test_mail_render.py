@@ -116,13 +116,13 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
     digest = None
     if template == "owner_digest":
         digest = SimpleNamespace(
-            period="Week of 2026-11-23",
+            period="November 16 to 22, 2026",
             kpis=[
                 {"label": "Active partners", "value": "12", "previous": "11", "change": "+1"},
                 {"label": "Referrals out", "value": "7", "previous": "9", "change": "-2"},
                 {"label": "Median days to first visit", "value": "4.5", "previous": "—", "change": "—"},
             ],
-            dormant=[{"business": "Café Ñandú Yoga" if non_ascii else "Lakeside Pilates", "last_referral": "2026-07-14"}],
+            dormant=[{"business": "Café Ñandú Yoga" if non_ascii else "Lakeside Pilates", "last_referral": date(2026, 7, 14)}],
             todo=[{"owner": "Dana", "items": [
                 {"row": "Referrals R-0040", "partner": "Lakeside Pilates",
                  "action": "Fix the row: Patient email (value hidden) is not a valid address"}]}],
@@ -302,7 +302,7 @@ def test_meeting_confirmation_sets_the_agenda(renderer: Renderer) -> None:
 
 def test_partnership_welcome_sets_out_the_ground_rules(renderer: Renderer) -> None:
     text = flat(renderer.render("partnership_welcome", realistic_context("partnership_welcome")).text)
-    for rule in ("Our patients, to you", "How they start with you, as agreed: Book a first class at "
+    for rule in ("Our patients, to you", "how to start with you, as we agreed: Book a first class at "
                  "northside-strength.example/book with code RIVERSIDE.", "Your clients, to us: Email us the "
                  "client's first name; we call them within one working day.", "Consent first", "agreed to in writing",
                  "Logos", "How we measure success", "Who to contact", "partners@riverside-pt.example"):
@@ -316,10 +316,10 @@ def test_partnership_welcome_falls_back_to_the_clinics_referral_instructions(ren
     context["partner"].taking_our_patients = ""
     text = flat(renderer.render("partnership_welcome", context).text)
     assert "Your clients, to us: Ask them to call us at (217) 555-0142. We'll thank you" in text
-    assert "Please reply to tell us how they should start with you" in text
+    assert "Please reply to tell us how our patients should start with you" in text
     context["clinic"] = clinic_settings()  # no referral_instructions either: a plain default
     text = flat(renderer.render("partnership_welcome", context).text)
-    assert "Your clients, to us: reply to this address with your client's first name, or ask them to call" in text
+    assert "Your clients, to us: reply to this email with your client's first name, or ask them to call us at" in text
 
 
 def test_discharge_partner_lists_what_the_patient_shares_and_the_agreed_procedure(renderer: Renderer) -> None:
@@ -406,16 +406,16 @@ def test_event_reminder_without_a_partner(renderer: Renderer) -> None:
 
 def test_owner_digest_lists_kpis_dormant_partners_and_the_to_do_by_owner(renderer: Renderer) -> None:
     rendered = renderer.render("owner_digest", realistic_context("owner_digest"))
-    assert rendered.subject == "Partnership digest: Week of 2026-11-23"
+    assert rendered.subject == "Partnership digest: November 16 to 22, 2026"
     lines = rendered.text.splitlines()
     header = next(line for line in lines if line.startswith("Measure"))
     assert header.split() == ["Measure", "This", "week", "Last", "week", "Change"]
     row = next(line for line in lines if line.startswith("Referrals out"))
     assert row.split()[-3:] == ["7", "9", "-2"]
-    assert "Lakeside Pilates: last referral 2026-07-14" in flat(rendered.text)
+    assert "Lakeside Pilates: last referral July 14, 2026" in flat(rendered.text)  # dates in words
     assert ("Dana - Referrals R-0040 (Lakeside Pilates): Fix the row: Patient email (value hidden) is not a valid "
             "address") in flat(rendered.text)
-    assert '<a href="https://docs.google.com/spreadsheets/d/abc123">' in rendered.html
+    assert '<a href="https://docs.google.com/spreadsheets/d/abc123" style="color:#2a7f62;">' in rendered.html
     assert "<table" in rendered.html
 
 

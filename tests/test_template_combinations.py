@@ -3,7 +3,7 @@
 The table below says how each value the jobs fill may vary. CROSSED values are combined in every
 way with each other; each VARIED value is also tried on its own against the sample row
 (`sample_context` in render.py). To cover a new cell, add a line: e.g.
-`"partner.taking_our_patients": ("", "Book online with code RIVERSIDE")` or
+`"partner.address": ("", "12 Elm Street")` or
 `"referral.share": ("First name", "First name and goal", "Name and email")`. A key whose parent
 is absent for a template (no `referral` in outreach letters) is not tried there.
 """
@@ -34,7 +34,7 @@ CROSSED: dict[str, tuple[Any, ...]] = {
     "signer": (None, OWNER),  # the partner's Owner is in [[staff]], or the team signs
     "clinic.logo_url": ("", "https://clinic.example/logo.png"),
     "partner.logo_url": ("", "https://studio.example/logo.png"),
-    "partner.referral_procedure": ("", "Email us the client's first name; we call them within one working day."),
+    "partner.taking_our_patients": ("", "Book online at studio.example/book with code RIVERSIDE"),
 }
 # Each tried on its own.
 VARIED: dict[str, tuple[Any, ...]] = {
@@ -42,6 +42,7 @@ VARIED: dict[str, tuple[Any, ...]] = {
     "partner.contact_name": ("", "Dr. Ana Diaz", "ANA DIAZ", "Front desk"),
     "partner.why_partner": ("", "Maya coaches post-rehab strength, the step after our discharge plans"),
     "partner.perk": ("", "a free intro class"),
+    "partner.sending_us_clients": ("", "Email us the client's first name; we call them within one working day."),
     "partner.introduced_by": ("", "Dr. Alan Reyes"),
     "partner.website": ("", "studio.example"),
     "partner.phone": ("",),
@@ -88,6 +89,10 @@ def rendered_ok(renderer: Renderer, template: str, context: dict[str, Any]) -> N
         assert "None" not in part
         flat = " ".join(part.split())
         assert not re.search(r"\s[,.;:!?)]|\(\s*\)|\s's\b|\ba\s+(?:like|who)\b", flat), (template, flat)
+    # A colon leads into something: never a list item ("- Goal:") or a closing line that ends in one.
+    items = [" ".join(item.split()) for item in re.split(r"\n(?=- )|\n\n", rendered.text) if item.strip()]
+    assert [item for item in items if item.startswith("- ") and item.endswith(":")] == [], template
+    assert not items[-1].endswith(":"), template
     assert rendered.text.strip() and rendered.subject.strip()
 
 
@@ -126,5 +131,5 @@ def test_templates_sent_without_a_partner_render(renderer: Renderer, template: s
 def test_the_table_covers_the_choices_the_jobs_make() -> None:
     """Owner set or not, logo or not, procedure set or blank: each crossed with the others."""
     assert len(CROSSED_CASES) == 2 ** len(CROSSED)
-    assert {"signer", "clinic.logo_url", "partner.logo_url", "partner.referral_procedure"} <= set(CROSSED)
+    assert {"signer", "clinic.logo_url", "partner.logo_url", "partner.taking_our_patients"} <= set(CROSSED)
     assert set(VARIED["partner.kind"]) == set(KINDS)

@@ -23,12 +23,14 @@ from typing import Any
 from automations import metrics
 from automations.jobs.common import render_context
 from automations.jobs.plan import Email, JobInput, Plan
+from automations.jobs.scorecard import MONTH_NAMES
 from automations.model import Book, RowRef
 from automations.todo import TodoItem, by_owner, todo_list
 
 ATTENTION_SHOWN = 25  # problem rows listed in the email; the rest are counted
+# Dormant partners are counted and remembered too, but the email names them in their own section
+# rather than as a line of the table.
 SNAPSHOT_KPIS = (
-    metrics.Kpi("dormant_partners", "Dormant partners (Active, no referral in 90 days)", "int"),
     metrics.Kpi("rows_needing_attention", "Rows with data problems", "int"),
     metrics.Kpi("to_do", "To do (rows that need a person)", "int"),
 )
@@ -56,10 +58,9 @@ def plan_digest(inp: JobInput) -> Plan:
     else:
         previous = _recomputed(inp)
     digest = {
-        "period": f"week {reported.label}, {reported.start:%a %Y-%m-%d} to {reported.end:%a %Y-%m-%d}",
+        "period": period_words(reported.start, reported.end),
         "kpis": kpi_lines(values, previous.get("values", {})),
-        "dormant": [{"business": r.business, "last_referral": r.last_referral.isoformat() if r.last_referral else None}
-                    for r in partners if r.dormant],
+        "dormant": [{"business": r.business, "last_referral": r.last_referral} for r in partners if r.dormant],
         "todo": todo_groups(items),
         "todo_count": len(items),
         **where_to_look(inp),
@@ -71,6 +72,17 @@ def plan_digest(inp: JobInput) -> Plan:
                   writes_back=False)
     memory = {"week": week, "reported": reported.label, "values": values, "previous": previous}
     return Plan("digest", emails=(email,), remember={"digest": json.dumps(memory, sort_keys=True)})
+
+
+def period_words(start: date, end: date) -> str:
+    """The reported week as the owner says it: "November 16 to 22, 2026", "November 30 to December 6, 2026"."""
+    def day(d: date) -> str:
+        return f"{MONTH_NAMES[d.month - 1]} {d.day}"
+
+    if start.year != end.year:
+        return f"{day(start)}, {start.year} to {day(end)}, {end.year}"
+    last = str(end.day) if start.month == end.month else day(end)
+    return f"{day(start)} to {last}, {end.year}"
 
 
 def digest_values(book: Book, period: metrics.Period, partners: list[metrics.PartnerRow],

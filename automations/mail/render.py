@@ -689,9 +689,9 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
     digest = None
     if name == "owner_digest":
         digest = SimpleNamespace(
-            period=f"Week of {today.isoformat()}",
+            period=f"{format_date(today - timedelta(days=7))} to {format_date(today - timedelta(days=1))}",
             kpis=[SimpleNamespace(label="Referrals out", value="4", previous="2", change="+2")],
-            dormant=[SimpleNamespace(business="Sample Yoga", last_referral="2026-07-01")],
+            dormant=[SimpleNamespace(business="Sample Yoga", last_referral=date(2026, 7, 1))],
             attention=[SimpleNamespace(tab="Referrals", row="R-0002", status="Not sent: Email is not a valid address")],
             sheet_link="https://docs.google.com/spreadsheets/d/sample",
             sheet_words="",
