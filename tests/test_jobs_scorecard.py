@@ -365,3 +365,18 @@ def test_on_a_google_sheet_the_scorecard_goes_once_and_the_rows_say_so(
     assert rows["P-0006"] == "Quarterly scorecard (Q1 2027) not sent: Do not email is Yes"
     [message] = by_recipient(smtp)["dana@ironoak.example"]
     assert tuple(v for v, _ in table_in(text_of(message)).values()) == expected(GYM, Q1)
+
+
+@pytest.mark.parametrize(("cell", "enabled", "promised"), [("", True, True), ("Yes", True, True),
+                                                             ("No", True, False), ("", False, False)])
+def test_the_welcome_promises_quarterly_numbers_only_to_a_partner_who_will_get_them(
+        tmp_path: Path, smtp: SmtpServer, cell: str, enabled: bool, promised: bool) -> None:
+    settings = replace(make_settings(tmp_path, email=email_section(smtp)), scorecard_enabled=enabled)
+    seed_sheet(settings, partners=[{"Partner ID": "P-0001", "Business": "Harbor Gym", "Contact name": "Dana Park",
+                                    "Email": "dana@harbor.example", "Stage": "Agreement", "Scorecard": cell}])
+    run_jobs(world_for(settings, lambda: datetime(2026, 11, 27, 9, 0, tzinfo=ZoneInfo("America/Chicago"))),
+             ["outreach"])
+    (welcome,) = smtp.messages
+    assert welcome.message["X-Partnerloop-Template"] == "partnership_welcome"
+    text = " ".join(str(welcome.message.get_body(("plain",)).get_content()).split())  # type: ignore[union-attr]
+    assert ("start of every quarter" in text) is promised

@@ -151,6 +151,7 @@ def realistic_context(template: str, flavour: str = "ascii", clinic: ClinicSetti
         "today": TODAY,
         "signer": None,
         "invite": invite,
+        "scorecards": True,
     }
 
 

@@ -34,6 +34,8 @@ def render_context(inp: JobInput, template: str, *, partner: Partner | None = No
         "today": inp.today,
         "signer": signer(inp, partner),  # the partner's Owner from [[staff]], who signs; None: the team signs
         "invite": invite,  # the calendar invite the email carries (meetings, events): start, end, update, cancelled
+        # the quarterly scorecard will go to this partner (the config has it on, its Scorecard cell is not No)
+        "scorecards": inp.settings.scorecard_enabled and (partner is None or partner.scorecard != "No"),
     }
 
 

@@ -725,6 +725,7 @@ def sample_context(template_name: str, clinic: Any = None, *, today: date) -> di
         "follow_up_days": [7, 14],
         "today": today,
         "invite": invite,
+        "scorecards": True,
         "signer": None if name in ("owner_digest", "discharge_patient") else SimpleNamespace(
             name="Ana Sample", title="Partnerships lead", email="ana@clinic.example", phone="(555) 010-0002"),
     }
