@@ -389,12 +389,13 @@ def test_a_moved_meeting_and_a_cancelled_one_say_so(renderer: Renderer) -> None:
     zone = ZoneInfo("America/Chicago")
     context["invite"].moved_from, context["invite"].update = datetime(2026, 12, 2, 9, 0, tzinfo=zone), True
     moved = renderer.render("meeting_confirmation", context)
-    assert moved.subject.startswith("New time for our meeting: Thursday, December 3 at 10:00 AM")
+    assert moved.subject == ("New time for our meeting: Thursday, December 3 at 10:00 AM "
+                             "(Riverside Physical Therapy and Northside Strength Co.)")  # one colon
     assert "We've moved our meeting from Wednesday, December 2 at 9:00 AM to Thursday, December 3, 2026, " \
            "10:00 AM to 11:00 AM Central Time." in flat(moved.text)
     cancelled = renderer.render("meeting_cancellation", realistic_context("meeting_cancellation"))
-    assert cancelled.subject == ("Cancelled: our meeting on Thursday, December 3 at 10:00 AM: "
-                                 "Riverside Physical Therapy and Northside Strength Co.")
+    assert cancelled.subject == ("Cancelled: our meeting on Thursday, December 3 at 10:00 AM "
+                                 "(Riverside Physical Therapy and Northside Strength Co.)")
     assert "Our meeting on Thursday, December 3, 2026, 10:00 AM to 11:00 AM Central Time is cancelled." \
         in flat(cancelled.text)
 
