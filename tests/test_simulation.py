@@ -104,13 +104,29 @@ def test_a_hundred_and_twenty_days_over_a_quarter_start_deliver_exactly_the_expe
     def sheet() -> Book:
         return read_book(open_backend(settings), settings)
 
-    held: dict[str, Any] = {}
+    checked: list[tuple[int, int]] = []
 
-    def while_consent_lacks_its_expiry() -> None:  # day 21: discharged on day 15, Consent expires still empty
-        held["status"] = {r.id: r for r in sheet().referrals}["R-0004"].status
-        held["todo"] = dashboard_block(staff.grid("Dashboard"), "To do")
+    def day_21_at_nine() -> None:
+        """Discharged on day 15 with Consent expires still empty: the row says why, the To do list asks for the
+        expiry; and the Dashboard, built after the run's sends, counts the follow-up 2 this run sent."""
+        assert {r.id: r for r in sheet().referrals}["R-0004"].status == NO_EXPIRY
+        grid = staff.grid("Dashboard")
+        todo = {row[1]: row for row in dashboard_block(grid, "To do")}
+        assert todo["Referrals R-0004"][2] == "Harbor Pilates" and "Consent expires" in todo["Referrals R-0004"][4]
+        assert todo["Partners P-0001"][4].startswith("No more emails: call Casey Cole at 555-0101")
+        assert job_health(grid)["outreach"] == (at(21, 9), "ok", 1)
+        checked.append((21, 0))
 
-    got = deliver_days(settings, staff_actions(staff), mail.arrivals, JOBS, checks={21: while_consent_lacks_its_expiry})
+    def scorecards_sent(day: int, minute: int, sent: int) -> Callable[[], None]:
+        def check() -> None:
+            assert job_health(staff.grid("Dashboard"))["scorecard"] == (at(day, 9, minute), "ok", sent)
+            checked.append((day, minute))
+        return check
+
+    checks = {(21, 0): day_21_at_nine, (0, 0): scorecards_sent(0, 0, 2), (Q1_START, 0): scorecards_sent(Q1_START, 0, 3),
+              (Q1_START, 5): scorecards_sent(Q1_START, 5, 0)}
+    got = deliver_days(settings, staff_actions(staff), mail.arrivals, JOBS, checks=checks)
+    assert sorted(checked) == sorted(checks)
     assert sorted(got) == EXPECTED
     assert all(len(m.recipients) == 1 for m in smtp.messages)
 
@@ -120,10 +136,7 @@ def test_a_hundred_and_twenty_days_over_a_quarter_start_deliver_exactly_the_expe
     _follow_ups_thread(mail)
     _discharge_shares_what_share_allows(mail)
 
-    # Consent = Yes without Consent expires: nothing to partner or patient, the row says why, To do asks for it.
-    assert held["status"] == NO_EXPIRY
-    [todo] = [row for row in held["todo"] if row[1] == "Referrals R-0004"]
-    assert todo[2] == "Harbor Pilates" and "Consent expires" in todo[4]
+    # Consent = Yes without Consent expires: nothing to partner or patient until staff add it on day 22.
     assert [(day, t) for day, t, to in got if to in (HARBOR, PATIENTS["R-0004"][2]) and t.startswith("discharge")] == [
         (22, "discharge_partner"), (22, "discharge_patient")]
 
@@ -151,11 +164,11 @@ def test_a_hundred_and_twenty_days_over_a_quarter_start_deliver_exactly_the_expe
 
     grid = staff.grid("Dashboard")
     updated = next(row for row in grid if row and row[0] == "Updated")
-    assert cells.parse_moment(updated[1], "Updated") == LAST_RUN
+    assert moment(updated[1]) == LAST_RUN
     health = {row[0]: row for row in dashboard_block(grid, "Job health")}
     assert list(health) == list(JOB_NAMES)
     for job in JOBS:
-        last_run, finished = (cells.parse_moment(v, "Last run") for v in health[job][1:3])
+        last_run, finished = (moment(v) for v in health[job][1:3])
         assert (last_run, finished, health[job][3], health[job][4]) == (LAST_RUN, LAST_RUN, "ok", 0), job
     assert health["digest"][3] == health["replies"][3] == "never run"
 
@@ -172,12 +185,26 @@ def test_a_hundred_and_twenty_days_over_a_quarter_start_deliver_exactly_the_expe
 def dashboard_block(grid: list[list[Any]], title: str) -> list[list[Any]]:
     """The rows of a Dashboard block (below its title and header), up to the first blank row."""
     start = next(i for i, row in enumerate(grid) if row and str(row[0]).startswith(title))
+    width = len(grid[start + 1])
     rows = []
     for row in grid[start + 2:]:
         if all(v in ("", None) for v in row):
             break
-        rows.append(list(row))
+        rows.append([*row, *[""] * (width - len(row))])  # the emulator trims a row's empty cells
     return rows
+
+
+def moment(value: Any) -> datetime:
+    """A date-time cell, from either backend (the emulator keeps serial numbers)."""
+    parsed = cells.parse_moment(value, "")
+    assert isinstance(parsed, datetime), value
+    return parsed
+
+
+def job_health(grid: list[list[Any]]) -> dict[str, tuple[datetime | None, str, int]]:
+    """The Dashboard's Job health block: job -> (Last run, Result, Emails sent); a job never run has no Last run."""
+    return {row[0]: (moment(row[1]) if row[1] != "" else None, row[3], row[4])
+            for row in dashboard_block(grid, "Job health")}
 
 
 def _scorecards(mail: Mail) -> None:

@@ -181,10 +181,10 @@ Delivered = Callable[[], list[tuple[str, str]]]
 
 def deliver_days(settings: Settings, actions: Mapping[int, Callable[[], None]], delivered: Delivered,
                  jobs: Sequence[str], days: int = DAYS,
-                 checks: Mapping[int, Callable[[], None]] | None = None) -> list[tuple[int, str, str]]:
-    """Run *jobs* at 09:00 and 09:05 on each of *days* days (after staff's *actions* of that day; *checks*
-    of the day after its runs), and return what each day delivered as (day, template, recipient); the
-    09:05 run must deliver nothing."""
+                 checks: Mapping[tuple[int, int], Callable[[], None]] | None = None) -> list[tuple[int, str, str]]:
+    """Run *jobs* at 09:00 and 09:05 on each of *days* days (after staff's *actions* of that day; the
+    *checks* keyed (day, minute) after that run), and return what each day delivered as (day, template,
+    recipient); the 09:05 run must deliver nothing."""
     from automations.executor import run_jobs
     from automations.mail.ledger import Ledger
     from tests.conftest import world_for
@@ -202,12 +202,12 @@ def deliver_days(settings: Settings, actions: Mapping[int, Callable[[], None]], 
                 run_jobs(world_for(settings, lambda: now, ledger=ledger), jobs)
                 if minute == 0:
                     after_first_run = len(delivered())
+                if checks and (day, minute) in checks:
+                    checks[(day, minute)]()
             arrived = delivered()
             assert len(arrived) == after_first_run, f"day {day}: the second run sent again: {arrived[after_first_run:]}"
             got += [(day, template, recipient) for template, recipient in arrived[seen:]]
             seen = len(arrived)
-            if checks and day in checks:
-                checks[day]()
     finally:
         ledger.close()
     return got
