@@ -148,8 +148,13 @@ def test_a_hundred_and_twenty_days_over_a_quarter_start_deliver_exactly_the_expe
     for pid in ("P-0002", "P-0004", "P-0006"):
         assert partners[pid].status == "Quarterly scorecard sent 2027-01-01: Q4 2026 against Q3 2026"
     assert partners["P-0003"].status == "" and partners["P-0003"].scorecard == "No"
-    assert partners["P-0007"].stage == "Declined"
-    assert partners["P-0007"].status == "Meeting cancellation sent 2026-11-20 for 2026-11-25 15:00"
+    assert partners["P-0007"].stage == "Meeting" and partners["P-0007"].stage_since == d(45)
+    assert partners["P-0007"].status == ("The meeting on 2026-12-22 has passed: set Stage (Agreement, Declined) "
+                                         "or the next Meeting date")
+    todo = {row[1]: row for row in dashboard_block(staff.grid("Dashboard"), "To do")}
+    _, _, business, since, action = todo["Partners P-0007"][:5]
+    assert (business, cells.parse_date(since, "Since"), action) == ("Lakeside Boxing", d(50), (
+        "The meeting on 2026-12-22 has passed: set Stage (Agreement, Declined) or the next Meeting date"))
     referrals = {r.id: r for r in book.referrals}
     for rid, day in (("R-0001", 8), ("R-0002", 9), ("R-0003", 10), ("R-0004", 22)):
         assert referrals[rid].partner_emailed == d(day) and referrals[rid].patient_emailed == d(day)
@@ -171,6 +176,12 @@ def test_a_hundred_and_twenty_days_over_a_quarter_start_deliver_exactly_the_expe
         last_run, finished = (moment(v) for v in health[job][1:3])
         assert (last_run, finished, health[job][3], health[job][4]) == (LAST_RUN, LAST_RUN, "ok", 0), job
     assert health["digest"][3] == health["replies"][3] == "never run"
+
+    # The Log: one row per email that arrived, a patient named by the row's ID, never by address.
+    log = [row for row in staff.grid("Log")[1:] if any(row)]
+    patient_of = {details[2]: f"patient of {rid}" for rid, details in PATIENTS.items() if details[2]}
+    assert sorted((moment(row[0]).date(), row[2], row[3], row[6]) for row in log) == sorted(
+        (d(day), template, patient_of.get(to, to), "sent") for day, template, to in EXPECTED)
 
     # Patient data: never in a subject, never in log output.
     patients = [value for details in PATIENTS.values() for value in details if value]
@@ -249,7 +260,8 @@ def invite(r: Received) -> tuple[str, str, int, datetime]:
 
 def _meeting_invites(mail: Mail) -> None:
     """Warm Yoga: a confirmation, then one update when staff moved the date (same UID, SEQUENCE one higher).
-    Lakeside Boxing: a confirmation, then a cancellation when staff set Declined before the meeting."""
+    Lakeside Boxing: a confirmation, a cancellation when staff set Declined before the meeting, and a new
+    confirmation when they book it again (the same UID, its SEQUENCE above the cancellation's)."""
     first, moved = MEETING["P-0002"]
     assert moved is not None
     confirmation, update = on_days(mail.to(WARM, "meeting_confirmation"), 3, 4)
@@ -257,13 +269,15 @@ def _meeting_invites(mail: Mail) -> None:
     assert [invite(confirmation), invite(update)] == [(uid, "REQUEST", 0, first), (uid, "REQUEST", 1, moved)]
     assert "Friday, November 13" in update.text and "from Thursday, November 12" in update.text, update.text
 
-    booked, _ = MEETING["P-0007"]
-    [confirmation] = on_days(mail.to(LAKESIDE, "meeting_confirmation"), 16)
+    booked, again = MEETING["P-0007"]
+    confirmation, rebooked = on_days(mail.to(LAKESIDE, "meeting_confirmation"), 16, 45)
     [cancellation] = on_days(mail.to(LAKESIDE, "meeting_cancellation"), 18)
     uid = "meeting-p-0007@riverside-pt.example"
     assert [invite(confirmation), invite(cancellation)] == [(uid, "REQUEST", 0, booked), (uid, "CANCEL", 1, booked)]
     assert str(cancellation.event["STATUS"]) == "CANCELLED"
     assert "cancelled" in cancellation.text and "Wednesday, November 25" in cancellation.text, cancellation.text
+    assert invite(rebooked) == (uid, "REQUEST", 2, again)  # back on the calendar: SEQUENCE above the cancellation
+    assert not rebooked.text.startswith("We've moved") and "Tuesday, December 22" in rebooked.text, rebooked.text
 
 
 def _event_invites(mail: Mail) -> None:

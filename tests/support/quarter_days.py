@@ -18,7 +18,8 @@ The story, partner by partner (the clinic's send window is Mon-Fri 08:30-17:30):
   patient discharged with Consent = Yes but no Consent expires (held until staff add it); a Q1 workshop
   whose Date staff clear after its reminders went (cancelled); scorecards on day 0 and day 60.
 - P-0007 Lakeside Boxing, Contacted by staff: staff set Meeting on day 16, then Declined on day 18 before
-  the meeting (cancellation).
+  the meeting (cancellation), then book it again on day 45 for day 50 (a new confirmation); its outcome
+  is never set, so the To do list asks for it.
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def day0_rows() -> dict[str, list[dict[str, Any]]]:
     return {"partners": partners, "referrals": referrals, "events": events}
 
 
-MEETING = {"P-0002": (at(10, 10), at(11, 14)), "P-0007": (at(23, 15), None)}
-"""The meetings staff book: the first time, and the time they move it to (None: never moved)."""
+MEETING = {"P-0002": (at(10, 10), at(11, 14)), "P-0007": (at(23, 15), at(50, 11))}
+"""The meetings staff book: the first time, and the time they move it to (P-0007: booked again after the
+cancellation)."""
 
 
 def staff_actions(staff: Any) -> dict[int, Callable[[], None]]:
@@ -133,6 +135,7 @@ def staff_actions(staff: Any) -> dict[int, Callable[[], None]]:
         30: lambda: staff.edit("Referrals", "R-0005", Discharge_date=d(30).isoformat(), Visits=6),
         33: lambda: staff.edit("Partners", "P-0002", Stage="Active"),  # a Saturday
         38: lambda: staff.edit("Events", "E-0001", Date=typed(44, 17, 30)),  # after its reminders went
+        45: lambda: staff.edit("Partners", "P-0007", Stage="Meeting", Meeting_date=typed(50, 11)),  # booked again
         93: lambda: staff.edit("Events", "E-0003", Date=""),  # cancelled after its reminders went
     }
 
@@ -156,6 +159,7 @@ EXPECTED = sorted([
     (14, "partnership_welcome", WARM),  # set on Saturday: held to Monday
     (16, "meeting_confirmation", LAKESIDE),
     (18, "meeting_cancellation", LAKESIDE),
+    (45, "meeting_confirmation", LAKESIDE),  # booked again: the same UID, SEQUENCE 2
     (21, "outreach_follow_up_2", COLD),
     (22, "discharge_partner", HARBOR),  # discharged day 15 without Consent expires: goes once staff add it
     (22, "discharge_patient", "morgan.f@mail.example"),
