@@ -1,8 +1,9 @@
 """The sheet the 120-day simulation starts from, what staff change on which day, and what must arrive.
 
 Day 0 (`DAY0`, 2026-11-02) is a Monday in Q4 2026; day 60 is 2027-01-01, a Friday and the first weekday
-of Q1 2027; day 119 is 2027-03-01. `d(n)` is day n. tests/test_simulation.py runs every sending job and
-the dashboard over these rows at 09:00 and 09:05 on each day, on both backends.
+of Q1 2027; day 119 is 2027-03-01. `d(n)` is day n. tests/test_simulation.py runs every sending job, the
+owner's digest (each Monday) and the dashboard over these rows at 09:00 and 09:05 on each day, on both
+backends.
 
 The story, partner by partner (the clinic's send window is Mon-Fri 08:30-17:30):
 
@@ -33,8 +34,9 @@ from automations.config import Settings
 DAY0 = date(2026, 11, 2)  # a Monday, mid Q4 2026
 DAYS = 120
 Q1_START = 60  # 2027-01-01, a Friday: the first weekday of Q1 2027
-JOBS = ["outreach", "discharge", "referrals_in", "events", "scorecard", "dashboard"]
+JOBS = ["outreach", "discharge", "referrals_in", "events", "scorecard", "digest", "dashboard"]
 STAFF = "frontdesk@riverside-pt.example"
+OWNER = "owner@riverside-pt.example"
 
 RUN_CLUB = "run@club.example"
 HARBOR = "hello@harborpilates.example"
@@ -177,6 +179,7 @@ EXPECTED = sorted([
     (92, "event_reminder", STAFF),
     (93, "event_reminder", HARBOR),  # E-0003's Date cleared: the cancellation to both copies
     (93, "event_reminder", STAFF),
+    *((monday, "owner_digest", OWNER) for monday in range(0, DAYS, 7)),  # the owner's week, each Monday
 ])
 
 Delivered = Callable[[], list[tuple[str, str]]]
