@@ -243,6 +243,18 @@ def test_a_meeting_that_has_passed_is_not_cancelled(
     assert [str(m.message["X-Partnerloop-Template"]) for m in smtp.messages] == ["meeting_confirmation"]
 
 
+def test_once_a_confirmed_meeting_has_passed_the_status_asks_for_its_outcome(
+        workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    settings = workbook(partners=[meeting_partner("2026-11-30 10:00")], email=email_section(smtp))
+    run_outreach(settings)
+    assert row_status(settings) == "Meeting confirmation sent 2026-11-27 for 2026-11-30 10:00"
+    for later in (datetime(2026, 11, 30, 10, 30, tzinfo=TZ), datetime(2026, 12, 1, 9, 0, tzinfo=TZ)):
+        run_outreach(settings, later)  # that day after the meeting began, and the day after
+        assert row_status(settings) == ("The meeting on 2026-11-30 has passed: set Stage (Agreement, Declined) or "
+                                        "the next Meeting date")  # not "add a date to send the confirmation"
+    assert [str(m.message["X-Partnerloop-Template"]) for m in smtp.messages] == ["meeting_confirmation"]
+
+
 def test_a_meeting_date_without_a_time_holds_the_confirmation_and_says_how_to_write_it(
         workbook: Callable[..., Settings], smtp: SmtpServer, staff_for: Callable[[Settings], Staff]) -> None:
     settings = workbook(partners=[meeting_partner("2026-12-03")], email=email_section(smtp))

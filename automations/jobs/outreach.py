@@ -7,7 +7,7 @@ set Do not email, or the address is opted out. After the last follow-up the stat
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from automations.core import STATUS, Invite, SendKey
 from automations.jobs import invites
@@ -136,8 +136,10 @@ def _meeting(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     sent = invites.history(inp, "outreach", p.id, MEETING)
     if p.meeting_date is None and sent and sent[-1].kind == "cancel":
         return None, None  # the row says the cancellation went; a new date starts again
-    if p.meeting_date is None or p.meeting_date < today:
+    if p.meeting_date is None:
         return None, "Meeting: add a future Meeting date to send the confirmation"
+    if p.meeting_date < today:
+        return None, _meeting_passed(p.meeting_date)
     if p.meeting_at is None:
         if any(s.when == p.meeting_date.isoformat() for s in sent):
             return None, None  # confirmed by date alone, before invites carried the time
@@ -145,7 +147,7 @@ def _meeting(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
                       f"the date and time, like {p.meeting_date.isoformat()} 10:00 or "
                       f"{p.meeting_date:%m/%d/%Y} 2:30 PM")
     if p.meeting_at <= local_now(inp):
-        return None, "Meeting: add a future Meeting date to send the confirmation"
+        return None, _meeting_passed(p.meeting_date)
     when = invites.when_token(p.meeting_at)
     last = sent[-1] if sent else None
     if last is not None and last.on_calendar and last.when == when:
@@ -162,6 +164,12 @@ def _meeting(inp: JobInput, p: Partner) -> tuple[Email | None, str | None]:
     return _email(inp, p, invites.step(MEETING, "confirmation", sequence, when), "meeting_confirmation",
                   "Meeting confirmation", {}, f"Meeting confirmation sent {day(today)} for {sheet_time(p.meeting_at)}",
                   invite=invite), None
+
+
+def _meeting_passed(when: date) -> str:
+    """The status of a Meeting row whose meeting is over (confirmed or not): its outcome is the staff's to set,
+    as the To do list says."""
+    return f"The meeting on {when.isoformat()} has passed: set Stage (Agreement, Declined) or the next Meeting date"
 
 
 def _meeting_cancellation(inp: JobInput, p: Partner) -> tuple[Email | None, str | None] | None:
