@@ -154,7 +154,8 @@ def kpi_values(book: Book, period: Period, replied: Mapping[str, date] | None = 
     - median days from referral to first visit: In referrals whose First visit falls in the
       period, days from Referred on to First visit;
     - consent rate at discharge: of the Out referrals whose Discharge date falls in the period,
-      the share with Consent Yes;
+      the share with valid consent then (Consent Yes, and a Consent expires not before the Discharge
+      date: a Yes without its expiry allows nothing to be shared);
     - events held, attendees, new patients: events dated in the period (so held, as periods
       end today at the latest), blanks counting as 0.
     """
@@ -169,7 +170,9 @@ def kpi_values(book: Book, period: Period, replied: Mapping[str, date] | None = 
                 out_visited += referral.first_visit is not None
             if referral.discharge_date in period:
                 discharged += 1
-                consented += referral.consent == "Yes"
+                consented += (referral.consent == "Yes" and referral.consent_expires is not None
+                              and referral.discharge_date is not None
+                              and referral.consent_expires >= referral.discharge_date)
         elif referral.direction == "In":
             if when in period:
                 in_count += 1

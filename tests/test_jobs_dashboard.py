@@ -48,6 +48,12 @@ def run_dashboard(settings: Settings, rows: Mapping[str, list[Row]] | None = Non
         world.ledger.close()
 
 
+def valid_consent(referral: dict[str, Any]) -> bool:
+    """Consent at discharge as the patient gave it: Yes, with an expiry not before the Discharge date."""
+    expires, discharged = referral.get("Consent expires"), referral.get("Discharge date")
+    return referral.get("Consent") == "Yes" and expires is not None and discharged is not None and expires >= discharged
+
+
 def read_grid(settings: Settings, emulator: Any) -> list[list[Any]]:
     """The Dashboard tab's values as stored: numbers as numbers, dates as dates (xlsx) or serials (Google)."""
     if settings.sheet.backend == "google":
@@ -157,7 +163,7 @@ def expected_kpis(rows: Mapping[str, list[Row]], start: date, end: date) -> list
         sum(1 for r in ins_dated if r.get("First visit")) / len(ins_dated) if ins_dated else None,
         sum(1 for r in outs_dated if r.get("First visit")) / len(outs_dated) if outs_dated else None,
         statistics.median(visits) if visits else None,
-        sum(1 for r in discharged if r.get("Consent") == "Yes") / len(discharged) if discharged else None,
+        sum(1 for r in discharged if valid_consent(r)) / len(discharged) if discharged else None,
         len(held),
         sum(e.get("Attendees", 0) for e in held),
         sum(e.get("New patients", 0) for e in held),

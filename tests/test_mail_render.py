@@ -730,3 +730,16 @@ def test_consent_emails_render_in_every_variant_without_clearance_wording(
         assert "free to choose any provider" in text and 'reply "unsubscribe"' in text
         assert "How to start: " in text
         assert ("Your perk: a free intro class. To claim it" in text) is (procedure == "set")
+
+
+def test_with_the_first_name_only_the_partner_is_told_the_patient_will_get_in_touch(renderer: Renderer) -> None:
+    """The agreed procedure may have the partner call; with no contact shared, the email says what happens instead."""
+    context = realistic_context("discharge_partner")
+    context["partner"].taking_our_patients = "Coach Leo phones within 2 days to book a first run"
+    _at_share(context["referral"], "First name")
+    text = flat(renderer.render("discharge_partner", context).text)
+    assert ("How we agreed you take our patients: Coach Leo phones within 2 days to book a first run. This time we "
+            "have no contact details we may pass on, so instead Jordan will get in touch with you") in text
+    context = realistic_context("discharge_partner")
+    context["partner"].taking_our_patients = "Coach Leo phones within 2 days to book a first run"
+    assert "This time" not in flat(renderer.render("discharge_partner", context).text)  # the email is shared

@@ -57,10 +57,11 @@ PARTNERS_ROWS = [
     partner("P-9", "Declined", meeting_date=d(1, 20), outreach_step=2, last_emailed=d(1, 12)),
 ]
 REFERRAL_ROWS = [
-    referral("R-1", "Out", referred_on=d(3, 3), discharge_date=d(3, 3), consent="Yes"),
+    referral("R-1", "Out", referred_on=d(3, 3), discharge_date=d(3, 3), consent="Yes", consent_expires=d(3, 3, 2027)),
     referral("R-2", "Out", discharge_date=d(3, 10), consent="No"),  # no Referred on: dated by its discharge
-    referral("R-3", "Out", referred_on=d(2, 14), discharge_date=d(2, 14), consent="Yes"),
-    referral("R-4", "Out", referred_on=d(3, 20), discharge_date=d(3, 20), consent="Yes"),  # after today
+    referral("R-3", "Out", referred_on=d(2, 14), discharge_date=d(2, 14), consent="Yes", consent_expires=d(2, 14, 2027)),
+    referral("R-4", "Out", referred_on=d(3, 20), discharge_date=d(3, 20), consent="Yes",
+             consent_expires=d(3, 20, 2027)),  # after today
     referral("R-5", "In", referred_on=d(3, 1), first_visit=d(3, 5)),
     referral("R-6", "In", referred_on=d(2, 25), first_visit=d(3, 4)),
     referral("R-7", "In", referred_on=d(3, 12)),
@@ -285,3 +286,14 @@ def test_the_funnel_never_grows_and_its_rates_are_shares(partners: list[tuple[st
     assert all(a is not None and b is not None and a >= b for a, b in itertools.pairwise(reached))
     assert all(0 <= (s.next_step or 0) <= 1 and 0 <= (s.cumulative or 0) <= 1 for s in steps)
     assert sum(s.now for s in metrics.funnel(make_book(rows).partners)) == len(partners)
+
+
+def test_the_consent_rate_counts_only_consent_that_allowed_the_introduction_at_discharge() -> None:
+    """A Yes without its expiry, or one that had expired by the Discharge date, let nothing be shared."""
+    book = make_book([partner("P-1", "Active")], [
+        referral("R-1", "Out", discharge_date=d(3, 2), consent="Yes", consent_expires=d(9, 1)),  # valid
+        referral("R-2", "Out", discharge_date=d(3, 3), consent="Yes"),  # no expiry written
+        referral("R-3", "Out", discharge_date=d(3, 4), consent="Yes", consent_expires=d(3, 1)),  # expired before
+        referral("R-4", "Out", discharge_date=d(3, 5), consent="Yes", consent_expires=d(3, 5)),  # its last day
+    ])
+    assert metrics.kpi_values(book, metrics.periods(TODAY)[0])["consent_rate"] == pytest.approx(2 / 4)
