@@ -587,9 +587,16 @@ def _timed(moment: date | None) -> datetime | None:
     return moment if isinstance(moment, datetime) else None
 
 
+CLEARED_DATE = "Date is empty; it is required"
+
+
 def _event(p: _Parsed, index: PartnerIndex) -> Event:
     v = p.values
     partner = index.resolve(v["Partner"], p.problems, "Partner")
+    if v["Date"] is None and v["Reminder sent"] is not None:
+        # The Date cleared after a reminder went: staff called the event off (the events job cancels the
+        # invites it sent), not a row left half filled in.
+        p.problems[:] = [m for m in p.problems if m != CLEARED_DATE]
     starts = _timed(v["Date"])
     ends = None
     if starts is not None:

@@ -16,6 +16,7 @@ from automations.executor import run_jobs
 from automations.mail.render import Renderer
 from automations.model import Event, read_book
 from automations.sheets import open_backend
+from automations.todo import todo_list
 from tests.conftest import Staff, make_settings, plan_for, seed_sheet, world_for
 from tests.support.invites import Received, received
 from tests.support.sixty_days import at, d, day0_rows
@@ -181,7 +182,19 @@ def test_a_cleared_event_date_sends_one_cancellation_to_each_copy(
         assert cancel.subject == "Cancelled: Healthy Knees Open House on Saturday, December 12 at 5:30 PM"
         assert "is cancelled" in cancel.text
     status = event_row(settings).status
-    assert "Date is empty" in status and "Partner cancellation sent" in status
+    assert "Date is empty" not in status and "Partner cancellation sent" in status  # called off, not a bad row
+    book = read_book(open_backend(settings), settings)
+    assert not book.problems and not [i for i in todo_list(book, d(38)) if i.row == "E-0001"]  # nothing to fix
+
+
+def test_an_event_without_a_date_that_never_had_a_reminder_is_a_row_to_fix(
+        workbook: Callable[..., Settings], smtp: SmtpServer) -> None:
+    rows = day0_rows()
+    rows["events"][0]["Date"] = None
+    settings = workbook(email=email_section(smtp), **rows)
+    run_events(settings, 37)
+    assert smtp.messages == []  # nothing to remind of, nothing to cancel
+    assert event_row(settings).status.startswith("Needs attention: Date is empty; it is required")
 
 
 def test_an_event_date_without_a_time_holds_the_reminder_and_says_how_to_write_it(

@@ -56,7 +56,8 @@ def plan_events(inp: JobInput) -> Plan:
             if event.date is None:  # the Date was cleared: a copy on someone's calendar is cancelled
                 emails += [e for c in copies if (e := _cancellation(inp, event, c)) is not None]
             continue
-        if event.date is None:
+        if event.date is None:  # called off after its reminder went: each copy on a calendar is cancelled
+            emails += [e for c in copies if (e := _cancellation(inp, event, c)) is not None]
             continue
         resend = [c for c in copies if _resend_key(inp, event, c) is not None and event.starts is not None]
         if resend:
