@@ -176,8 +176,7 @@ def todo_now(world: World) -> list[TodoItem]:
     """The To do list as at the world's clock: one read of the sheet, the ledger's replies and unknown-outcome
     sends; nothing is written or sent (`partnerloop todo`)."""
     book = read_book(world.backend, world.settings, ids_seen=world.ledger.ids_seen())
-    unknown = {record.key: record.claimed_at for record in world.ledger.unknown()}
-    return todo_list(book, world.clock().date(), replied=world.ledger.replied(), unknown=unknown)
+    return todo_list(book, world.clock().date(), replied=world.ledger.replied(), unknown=unknown_sends(world.ledger))
 
 
 class _Run:
@@ -250,7 +249,7 @@ class _Run:
                         location=self.world.backend.location(), replied=self.ledger.replied(), inbox=inbox,
                         sent_messages=self.ledger.message_keys() if inbox.messages else {},
                         delivered=self.ledger.keys(SendState.SENT, self.jobs),
-                        resend=self.resend, unknown=self._unknown())
+                        resend=self.resend, unknown=unknown_sends(self.ledger))
 
     def _read_book(self) -> Book:
         """The sheet, checked before anything is sent: every column the jobs decide by is there, the sheet
@@ -339,7 +338,7 @@ class _Run:
         assert self.book is not None
         merged, _, _ = self._merged(plans)
         book = with_writes(self.book, merged)
-        return replace(job_input, book=book, unknown=self._unknown())
+        return replace(job_input, book=book, unknown=unknown_sends(self.ledger))
 
     def _health(self, now: datetime, after: JobInput) -> dict[str, RunRecord]:
         """Job health with this run's jobs as they end it: finished, result and emails sent (a dry run: as it was)."""
@@ -350,10 +349,6 @@ class _Run:
         summary = " / ".join(self.report.summary())
         return {**after.health, **{job: RunRecord(job, now, finished, result, self.report.count(Result.SENT, job), summary)
                                    for job in self.jobs}}
-
-    def _unknown(self) -> dict[SendKey, datetime]:
-        """The sends whose outcome is unknown (never repeated automatically): staff settle them."""
-        return {record.key: record.claimed_at for record in self.ledger.unknown()}
 
     def _plan(self, job_input: JobInput) -> list[Plan]:
         """Each job's plan (but those that report the run: AFTER_SENDS); the replies job's first, so what came
@@ -694,6 +689,11 @@ def _signer(email: Email) -> tuple[str, str] | None:
 def _cells_of(records: Sequence[SendRecord]) -> list[RowWrite]:
     """The cells sent emails must still write to their rows, as the ledger keeps them."""
     return [RowWrite(r.tab, r.key.row_id, r.writeback, r.match) for r in records if not r.written_back]
+
+
+def unknown_sends(ledger: Ledger) -> dict[SendKey, datetime]:
+    """The sends whose outcome is unknown (never repeated automatically), with when each was claimed."""
+    return {record.key: record.claimed_at for record in ledger.unknown()}
 
 
 def remembered(ledger: Ledger) -> dict[str, str]:

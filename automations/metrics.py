@@ -170,9 +170,7 @@ def kpi_values(book: Book, period: Period, replied: Mapping[str, date] | None = 
                 out_visited += referral.first_visit is not None
             if referral.discharge_date in period:
                 discharged += 1
-                consented += (referral.consent == "Yes" and referral.consent_expires is not None
-                              and referral.discharge_date is not None
-                              and referral.consent_expires >= referral.discharge_date)
+                consented += referral.discharge_date is not None and referral.consent_gap(referral.discharge_date) is None
         elif referral.direction == "In":
             if when in period:
                 in_count += 1

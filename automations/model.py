@@ -131,6 +131,18 @@ class Referral(_Row):
     status: str
     problems: tuple[str, ...] = ()
 
+    def consent_gap(self, on: date) -> str | None:
+        """Why the patient's consent does not allow sharing on day *on*, or None when it does.
+
+        One of "missing" (Consent blank), "declined" (No), "revoked", "no expiry" (Yes without Consent
+        expires: an authorization names its expiry) and "expired" (Consent expires before *on*).
+        """
+        if self.consent == "Yes":
+            if self.consent_expires is None:
+                return "no expiry"
+            return "expired" if self.consent_expires < on else None
+        return {"No": "declined", "Revoked": "revoked"}.get(self.consent, "missing")
+
 
 @dataclass(frozen=True)
 class SharedReferral:
@@ -443,7 +455,7 @@ def _cell(table: Table, row: SheetRow, column: Column, problems: list[str], date
     raw = table.get(row, column.name)
     try:
         if column.required and cells.is_blank(raw):
-            raise CellError(f"{column.name} is empty; it is required")
+            raise CellError(required_empty(column.name))
         if column.kind == "date":
             return cells.parse_date(raw, column.name, date_order)
         if column.kind == "datetime":
@@ -587,7 +599,9 @@ def _timed(moment: date | None) -> datetime | None:
     return moment if isinstance(moment, datetime) else None
 
 
-CLEARED_DATE = "Date is empty; it is required"
+def required_empty(column: str) -> str:
+    """The problem a blank required cell is."""
+    return f"{column} is empty; it is required"
 
 
 def _event(p: _Parsed, index: PartnerIndex) -> Event:
@@ -596,7 +610,7 @@ def _event(p: _Parsed, index: PartnerIndex) -> Event:
     if v["Date"] is None and v["Reminder sent"] is not None:
         # The Date cleared after a reminder went: staff called the event off (the events job cancels the
         # invites it sent), not a row left half filled in.
-        p.problems[:] = [m for m in p.problems if m != CLEARED_DATE]
+        p.problems[:] = [m for m in p.problems if m != required_empty("Date")]
     starts = _timed(v["Date"])
     ends = None
     if starts is not None:

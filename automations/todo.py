@@ -149,18 +149,19 @@ def _consent(r: Referral, today: date) -> TodoItem | None:
     if r.direction != "Out" or r.discharge_date is None or r.discharge_date > today or r.partner_emailed:
         return None
     business = r.partner.business if r.partner else r.partner_text
-    if not r.consent:
+    gap = r.consent_gap(today)
+    if gap == "missing":
         return _item("consent", r.ref, r.partner, f"Discharged {r.discharge_date.isoformat()} without consent: ask "
                      f"the patient to sign for {business}, or write No in Consent", r.discharge_date)
-    if r.consent == "Yes" and r.consent_expires is not None and r.consent_expires < today:
+    if gap == "expired" and r.consent_expires is not None:
         return _item("consent", r.ref, r.partner, f"Consent expired {r.consent_expires.isoformat()}, before the "
                      f"introduction to {business}: renew it with the patient, or write No",
                      r.consent_expires)
-    if r.consent == "Yes" and r.consent_expires is None:
+    if gap == "no expiry":
         return _item("consent", r.ref, r.partner, f"Consent is Yes but Consent expires is empty: add the expiry "
                      f"date from the signed authorization, and the introduction to {business} goes out",
                      r.discharge_date)
-    return None  # Yes and valid (the discharge job sends), or No / Revoked: the patient's answer
+    return None  # valid (the discharge job sends), or declined / revoked: the patient's answer, not chased
 
 
 def _unknown(book: Book, key: SendKey, claimed: datetime) -> TodoItem:

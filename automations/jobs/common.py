@@ -72,19 +72,6 @@ def done(inp: JobInput, marker: object, job: str, row: RowRef, step: str) -> boo
     return bool(marker) and SendKey(job, row.row_id, step) not in inp.resend
 
 
-def consent_gap(r: Referral, today: date) -> str | None:
-    """Why the patient's consent does not allow sharing today, or None when it does.
-
-    One of "missing" (Consent blank), "declined" (No), "revoked", "no expiry" (Yes without Consent
-    expires: an authorization names its expiry) and "expired" (Consent expires before *today*).
-    """
-    if r.consent == "Yes":
-        if r.consent_expires is None:
-            return "no expiry"
-        return "expired" if r.consent_expires < today else None
-    return {"No": "declined", "Revoked": "revoked"}.get(r.consent, "missing")
-
-
 def day(value: date) -> str:
     return value.isoformat()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from automations.jobs.common import consent_gap, day, done, plan_referrals, render_context
+from automations.jobs.common import day, done, plan_referrals, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Referral, shared_at_discharge
 
@@ -24,7 +24,7 @@ NO_EXPIRY = ("Not sent: Consent is Yes but Consent expires is empty; add the exp
 
 
 def consent_status(gap: str, expires: date | None) -> str:
-    """The row's status for a consent that does not allow the introduction (see `consent_gap`)."""
+    """The row's status for a consent that does not allow the introduction (see `Referral.consent_gap`)."""
     if gap == "expired" and expires is not None:
         return f"Not sent: consent expired {day(expires)}; renew it and update Consent expires to send"
     return {"missing": WAITING_FOR_CONSENT, "declined": DECLINED, "revoked": REVOKED}.get(gap, NO_EXPIRY)
@@ -48,7 +48,7 @@ def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
     patient_done = done(inp, r.patient_emailed, "discharge", r.ref, "patient")
     if partner_done and (patient_done or not r.patient_email):
         return [], None  # done
-    gap = consent_gap(r, today)
+    gap = r.consent_gap(today)
     if r.discharge_date is None:
         return [], None if r.status else "Waiting for a Discharge date"
     if r.discharge_date > today:

@@ -7,7 +7,7 @@ passed, and hold the first name and the dates of care, nothing more.
 
 from __future__ import annotations
 
-from automations.jobs.common import consent_gap, day, done, plan_referrals, render_context
+from automations.jobs.common import day, done, plan_referrals, render_context
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.model import Referral, shared_with_referrer
 
@@ -51,7 +51,7 @@ def _decide(inp: JobInput, r: Referral) -> tuple[list[Email], str | None]:
                    and not done(inp, r.loop_closed, "referrals_in", r.ref, "closed"))
     if not (wants_update or wants_close):
         return emails, None
-    gap = consent_gap(r, today)
+    gap = r.consent_gap(today)
     if gap == "expired" and r.consent_expires is not None:
         return emails, f"{NOT_SENT}consent expired {day(r.consent_expires)}; renew it and update Consent expires to send"
     if gap is not None:
