@@ -24,7 +24,7 @@ from automations.core import SendKey
 from automations.jobs.common import attention, cannot_email, day, render_context, status_write
 from automations.jobs.plan import Email, JobInput, Plan
 from automations.metrics import referral_date
-from automations.model import Book, Partner
+from automations.model import Book, Event, Referral, RowRef
 from automations.sheets.base import RowWrite
 
 JOB = "scorecard"
@@ -108,18 +108,38 @@ class Figures:
                 + self.first_visits_with_us + self.events_together)
 
 
-def figures(book: Book, partner: Partner, quarter: Quarter) -> Figures:
-    """What the sheet holds for *partner* in *quarter*; rows are matched by their Partner cell."""
-    ours = [r for r in book.referrals if r.partner is not None and r.partner.ref == partner.ref]
-    out = [r for r in ours if r.direction == "Out"]
-    inbound = [r for r in ours if r.direction == "In"]
+@dataclass(frozen=True)
+class Together:
+    """The rows one partner shares with the clinic: the referrals and events whose Partner cell names them."""
+
+    referrals: tuple[Referral, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+def together(book: Book) -> dict[RowRef, Together]:
+    """Every partner's referrals and events, found in one pass over each tab (not once per partner)."""
+    referrals: dict[RowRef, list[Referral]] = {}
+    events: dict[RowRef, list[Event]] = {}
+    for r in book.referrals:
+        if r.partner is not None:
+            referrals.setdefault(r.partner.ref, []).append(r)
+    for e in book.events:
+        if e.partner is not None:
+            events.setdefault(e.partner.ref, []).append(e)
+    return {ref: Together(tuple(referrals.get(ref, ())), tuple(events.get(ref, ())))
+            for ref in referrals.keys() | events.keys()}
+
+
+def figures(rows: Together, quarter: Quarter) -> Figures:
+    """What the sheet holds for one partner (*rows*, from `together`) in *quarter*."""
+    out = [r for r in rows.referrals if r.direction == "Out"]
+    inbound = [r for r in rows.referrals if r.direction == "In"]
     return Figures(
         referred_to_them=sum(1 for r in out if referral_date(r) in quarter),
         first_visits_with_them=sum(1 for r in out if r.first_visit in quarter),
         referred_to_us=sum(1 for r in inbound if referral_date(r) in quarter),
         first_visits_with_us=sum(1 for r in inbound if r.first_visit in quarter),
-        events_together=sum(1 for e in book.events
-                            if e.partner is not None and e.partner.ref == partner.ref and e.date in quarter),
+        events_together=sum(1 for e in rows.events if e.date in quarter),
     )
 
 
@@ -145,11 +165,11 @@ class Scorecard:
     referred_to_them: int  # patients we referred to them in both quarters: may their first visits be missing?
 
 
-def scorecard_for(book: Book, partner: Partner, today: date) -> Scorecard:
-    """The scorecard sent on *today*: the quarter just ended against the one before."""
+def scorecard_for(rows: Together, today: date) -> Scorecard:
+    """The scorecard sent on *today* for the partner of *rows*: the quarter just ended against the one before."""
     current = Quarter.of(today)
     reported, previous = current.before(1), current.before(2)
-    now, then = figures(book, partner, reported), figures(book, partner, previous)
+    now, then = figures(rows, reported), figures(rows, previous)
     lines = tuple(Line(label, getattr(now, field), getattr(then, field)) for field, label in (
         ("referred_to_them", "Patients we referred to you"),
         ("first_visits_with_them", "Our patients' first visits with you"),
@@ -171,6 +191,7 @@ def plan_scorecard(inp: JobInput) -> Plan:
     reported = quarter.before(1).name
     emails: list[Email] = []
     writes: list[RowWrite] = []
+    shared = together(inp.book)
     for partner in inp.book.partners:
         if partner.stage != "Active" or partner.scorecard == "No":
             continue
@@ -185,7 +206,7 @@ def plan_scorecard(inp: JobInput) -> Plan:
             writes += status_write(partner.ref, partner.status, f"{LABEL} ({reported}) not sent: {reason}")
             continue
         assert partner.email is not None
-        card = scorecard_for(inp.book, partner, today)
+        card = scorecard_for(shared.get(partner.ref, Together()), today)
         emails.append(Email(
             job=JOB, row=partner.ref, step=quarter.label, template=TEMPLATE, to_email=partner.email,
             to_name=partner.contact_name, recipient="partner", label=LABEL,
