@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -97,3 +100,27 @@ def outreach_workbook(folder: Path, port: int, partners: list[dict[str, str]]) -
     settings = settings_from_dict({"sheet": {"backend": "xlsx", "path": "bench.xlsx"}}, config)
     init_sheet(open_backend(settings), settings, {"partners": partners})
     return config
+
+
+def per_size_in_children(script: str, description: str, child: Callable[[int], dict[str, Any]],
+                         argv: list[str] | None = None) -> list[dict[str, Any]] | None:
+    """The `--rows N…` sizes each measured by *child* in a fresh process of *script* (so one size's memory and
+    caches never favour the next); their results in order, or None when a child failed (its output printed).
+    Run as a child itself (`--child N`), it prints *child*'s result as JSON and returns []."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(args.child)))
+        return []
+    results = []
+    for n in args.rows:
+        run = subprocess.run([sys.executable, script, "--child", str(n)], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+        if run.returncode != 0:
+            print(run.stdout, run.stderr, file=sys.stderr)
+            return None
+        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    return results
+

@@ -16,15 +16,13 @@ Not a test: run it by hand.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import per_size_in_children
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,22 +58,12 @@ def child(n: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(child(args.child)))
-        return 0
+    results = per_size_in_children(__file__, __doc__.splitlines()[0], child, argv)
+    if not results:
+        return 0 if results == [] else 1
     print("CPU seconds (time.process_time) of `init` and of one write-back (100 statuses + 100 Log lines), xlsx")
     print(f"{'referral rows':>13} | {'init':>7} | {'write':>7}")
-    for n in args.rows:
-        run = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
-        if run.returncode != 0:
-            print(run.stdout, run.stderr, file=sys.stderr)
-            return 1
-        r = json.loads(run.stdout.strip().splitlines()[-1])
+    for r in results:
         print(f"{r['rows']:>13,} | {r['init']:7.2f} | {r['write']:7.2f}")
     return 0
 

@@ -18,12 +18,8 @@ Not a test: run it by hand.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +27,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
+
+from common import per_size_in_children
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=ZoneInfo("America/Chicago"))
@@ -146,6 +144,7 @@ def child(n: int) -> dict[str, Any]:
             "email": {"transport": "outbox", "outbox_dir": "outbox", "daily_limit": 100000,
                       "send_window": "Mon-Sun 00:00-23:59"},
             "state": {"dir": "state"},
+            "scorecard": {"enabled": False},  # nothing due: the quarter's scorecards to the Active partners would be
         }, folder / "settings.toml")
         started = time.perf_counter()
         write_workbook(settings.sheet.path, n)
@@ -171,21 +170,9 @@ def child(n: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(child(args.child)))
-        return 0
-    results = []
-    for n in args.rows:
-        run = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
-        if run.returncode != 0:
-            print(run.stdout, run.stderr, file=sys.stderr)
-            return 1
-        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    results = per_size_in_children(__file__, __doc__.splitlines()[0], child, argv)
+    if not results:
+        return 0 if results == [] else 1
     print("CPU seconds (time.process_time) of one `run --all` with nothing due, xlsx backend")
     print(f"{'referral rows':>13} | {'total':>7} | {'load xlsx':>9} | {'parse':>6} | {'plan+executor':>13} | "
           f"{'write':>7} | {'wall':>7} | {'xlsx MiB':>8} | {'peak MiB':>8}")

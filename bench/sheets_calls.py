@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             key = f"bench-{n}"
             emulator.create_spreadsheet(key, f"partnerloop bench {n}")
-            # No owner_email: the owner's digest would add a send and its calls to every size.
-            config = write_config(folder / "settings.toml", clinic={"owner_email": ""},
+            # No owner_email: the owner's digest would add a send and its calls to every size; no scorecards:
+            # the quarter's would go to every settled Active partner.
+            config = write_config(folder / "settings.toml", clinic={"owner_email": ""}, scorecard={"enabled": False},
                                   sheet={"backend": "google", "key": key, "api_endpoint": emulator.base_url},
                                   email={"transport": "outbox", "outbox_dir": folder / "outbox", "daily_limit": 100000,
                                          "send_window": "Mon-Sun 00:00-23:59"},
