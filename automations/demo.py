@@ -92,7 +92,7 @@ def demo_rows(today: date) -> dict[str, list[dict[str, Any]]]:
         _referral("R-0008", "Out", "Riverbend Running Club", "Jamie", "Fox", "jamie.fox@mail.example",
                   referred_on=ago(5), consent="No", goal="Run a 10k", discharge=ago(1)),
         # Consent = Yes but no Consent expires: nothing is sent until the expiry is added.
-        _referral("R-0009", "Out", "Still Water Massage", "Robin", "Kim", "robin.kim@mail.example", referred_on=ago(2),
+        _referral("R-0009", "Out", "Still Water Massage", "Kai", "Kim", "kai.kim@mail.example", referred_on=ago(2),
                   consent="Yes", goal="Sleep through the night", discharge=ago(1)),
         # Consent expired before the discharge: renew it to send.
         _referral("R-0010", "Out", "Iron & Oak Gym", "Drew", "Lane", "drew.lane@mail.example", referred_on=ago(200),
